@@ -1,0 +1,18 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+SHARED = HERE.parent.parent / "shared"
+CORPUS = SHARED / "corpus"
+
+
+def corpus_path(*parts) -> Path:
+    """A path under ../shared/corpus; the test is skipped where the corpus is absent."""
+    path = CORPUS.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"corpus not available: {path}")
+    return path

@@ -1,0 +1,125 @@
+"""What every backend shares: the Jinja environment, one walk over the query IR, the mapping.
+
+A backend is a small subclass (its name = its folder under templates/, its escaping
+filters, its option defaults) plus templates/<name>/:
+  match.j2   one macro per Op taking the Match (`eq(m)`, `contains(m)`, ...), plus
+             and_(parts), or_(parts), not_(part), group(part); optionally in_(matches)
+             to fold an Or of equalities on one field. A missing macro = unsupported.
+  query.j2   the whole query, from `where`, `rule`, `mapping`, `options`.
+  mappings/  field mappings per logsource (see mapping.py).
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+import jinja2
+
+from ..errors import TranspileError, Unsupported
+from ..mapping import Mapping, Target, builtin_mappings, choose, load_mapping_file
+from ..nodes import And, Match, Not, Op, Or, Query
+from ..resources import resource_dir
+
+
+class Backend:
+    name = ""                       # templates/<name>/
+    default_options: dict = {}      # option -> default, shown by `convert --help`
+
+    def __init__(self, mapping_file=None, **options):
+        self.options = {**self.default_options, **{k: v for k, v in options.items() if v is not None}}
+        self._user_mapping = load_mapping_file(mapping_file) if mapping_file else None
+        self.mapping: Mapping | None = None   # the mapping of the rule being rendered
+
+    # --- filters: a subclass adds its escaping functions here --------------------------
+    def filters(self) -> dict:
+        return {}
+
+    def template_globals(self) -> dict:
+        return {}
+
+    @cached_property
+    def env(self) -> jinja2.Environment:
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
+            undefined=jinja2.StrictUndefined, autoescape=False,
+            keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True)
+        env.filters.update(self.filters())
+        env.globals.update(unsupported=self._unsupported, Op=Op, **self.template_globals())
+        return env
+
+    @cached_property
+    def macros(self):
+        return self.env.get_template(f"{self.name}/match.j2").module
+
+    @cached_property
+    def builtin_mappings(self) -> list[Mapping]:
+        return builtin_mappings(self.name)
+
+    # --- conversion ---------------------------------------------------------------------
+    def mapping_for(self, rule) -> Mapping:
+        if self._user_mapping is not None:
+            return self._user_mapping
+        mapping = choose(self.builtin_mappings, getattr(rule, "logsource", {}))
+        if mapping is None:
+            raise Unsupported(f"{self.name} has no field mapping for logsource {rule.logsource}")
+        return mapping
+
+    def resolve(self, field: str) -> Target:
+        return self.mapping.resolve(field)
+
+    def table(self) -> str:
+        return self.options.get("table") or self.mapping.table
+
+    def convert(self, rule) -> str:
+        """The query text for one rule; Unsupported if the target cannot say it exactly."""
+        try:
+            self.mapping = self.mapping_for(rule)
+            where = self.render(rule.query)
+            return self.env.get_template(f"{self.name}/query.j2").render(
+                where=where, rule=rule, mapping=self.mapping, table=self.table(),
+                options=self.options).strip()
+        except TranspileError as e:
+            raise e.located(getattr(rule, "path", None), "detection") from None
+
+    def render(self, query: Query, parent=None) -> str:
+        m = self.macros
+        if isinstance(query, Match):
+            return self._macro(query.op.value)(query)
+        if isinstance(query, Not):
+            return m.not_(self.render(query.arg, Not))
+        if isinstance(query, And):
+            text = m.and_([self.render(a, And) for a in query.args])
+        elif isinstance(query, Or):
+            text = m.or_(self._render_or_args(query.args))
+        else:
+            raise TypeError(f"not a query node: {query!r}")
+        # Parenthesize any And/Or under a different operator: right for every precedence order.
+        return m.group(text) if parent not in (None, type(query)) else text
+
+    def _render_or_args(self, args) -> list[str]:
+        """Render an Or's children, folding equalities on one field into in_() where the
+        backend has that macro. Order of first appearance is kept: deterministic output."""
+        in_ = getattr(self.macros, "in_", None)
+        groups: dict = {}
+        if in_ is not None:
+            for a in args:
+                if isinstance(a, Match) and a.op is Op.EQ and isinstance(a.value, str):
+                    groups.setdefault((a.field, a.cased), []).append(a)
+        parts, done = [], set()
+        for a in args:
+            key = (a.field, a.cased) if isinstance(a, Match) else None
+            if key in groups and len(groups[key]) > 1 and a in groups[key]:
+                if key not in done:
+                    done.add(key)
+                    parts.append(in_(groups[key]))
+                continue
+            parts.append(self.render(a, Or))
+        return parts
+
+    def _macro(self, name: str):
+        macro = getattr(self.macros, name, None)
+        if macro is None:
+            raise Unsupported(f"{self.name} cannot express the '{name}' operation")
+        return macro
+
+    def _unsupported(self, message: str):
+        raise Unsupported(f"{self.name}: {message}")

@@ -1,0 +1,280 @@
+"""The reference evaluator: does a Query select a JSON event? The oracle for every backend.
+
+Semantics (README "Matching semantics" says the same for users):
+- A field name resolves as a literal key and as a dotted path into nested objects
+  (`userIdentity.sessionContext.sessionIssuer.type`); lists along the way are entered,
+  so a field has zero or more values. null values are not values.
+- Every value is compared through its text form: strings as they are, true/false,
+  numbers as JSON writes them (22, 1.5), objects as compact JSON text.
+- Strings compare case-insensitively (str.lower on both sides) unless the Match is cased.
+- A positive predicate holds if any value satisfies it; a field without values satisfies
+  none, so `not` of it holds (Sigma: not matches when the field is missing).
+- Keywords (field None) look at every string value anywhere in the event.
+- lt/lte/gt/gte compare numbers: JSON numbers, or strings that are plain decimal numbers.
+- Regexes are searched (not anchored), case-sensitive unless (?i).
+
+Queries are compiled once into closures, so matching many events costs one call each.
+"""
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import operator
+import re
+from functools import lru_cache
+
+from .nodes import And, Match, Not, Op, Or, Query, Wild
+
+_CMP = {"eq": operator.eq, "lt": operator.lt, "lte": operator.le, "gt": operator.gt, "gte": operator.ge}
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def matches(query: Query, event: dict) -> bool:
+    """True if the query selects the event."""
+    return compile_query(query)(event)
+
+
+@lru_cache(maxsize=8192)
+def compile_query(query: Query):
+    """The query as a function event -> bool."""
+    if isinstance(query, Match):
+        return _compile_match(query)
+    if isinstance(query, Not):
+        inner = compile_query(query.arg)
+        return lambda e: not inner(e)
+    if isinstance(query, And):
+        parts = tuple(compile_query(a) for a in query.args)
+        return lambda e: all(p(e) for p in parts)
+    if isinstance(query, Or):
+        parts = tuple(compile_query(a) for a in query.args)
+        return lambda e: any(p(e) for p in parts)
+    raise TypeError(f"not a query node: {query!r}")
+
+
+# --- field values ---------------------------------------------------------------------
+
+def field_values(event, name: str) -> list:
+    """The values of a field: literal key or dotted path, lists entered, nulls dropped."""
+    out = []
+    _resolve(event, name.split("."), out)
+    return out
+
+
+def _resolve(obj, parts, out):
+    if not parts:
+        _flatten(obj, out)
+    elif isinstance(obj, dict):
+        # The longest literal key first: {"a.b": 1} and {"a": {"b": 1}} both answer a.b.
+        for i in range(len(parts), 0, -1):
+            key = ".".join(parts[:i]) if i > 1 else parts[0]
+            if key in obj:
+                _resolve(obj[key], parts[i:], out)
+    elif isinstance(obj, list):
+        for item in obj:
+            _resolve(item, parts, out)
+
+
+def _flatten(value, out):
+    if isinstance(value, list):
+        for item in value:
+            _flatten(item, out)
+    elif value is not None:
+        out.append(value)
+
+
+def _getter(name: str):
+    if "." not in name:
+        def get(event):
+            value = event.get(name)
+            if value is None:
+                return ()
+            if isinstance(value, list):
+                out = []
+                _flatten(value, out)
+                return out
+            return (value,)
+        return get
+    parts = name.split(".")
+
+    def get_path(event):
+        out = []
+        _resolve(event, parts, out)
+        return out
+    return get_path
+
+
+def text(value) -> str:
+    """A value's text form: what string predicates compare."""
+    if isinstance(value, str):
+        return value
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def number(value):
+    """A value as a number, or None: JSON numbers and plain decimal strings only."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return None
+
+
+def strings(obj, out):
+    """Every string value anywhere inside obj (for keywords)."""
+    if isinstance(obj, str):
+        out.append(obj)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            strings(v, out)
+    elif isinstance(obj, list):
+        for v in obj:
+            strings(v, out)
+    return out
+
+
+# --- predicates -------------------------------------------------------------------------
+
+def _compile_match(m: Match):
+    test = _PREDICATES[m.op](m)
+    if m.op is Op.FIELDREF:
+        return test
+    if m.field is None:
+        return lambda e: any(test(s) for s in strings(e, []))
+    get = _getter(m.field)
+    if m.op in (Op.EXISTS, Op.NULL):
+        return lambda e: test(get(e))
+    return lambda e: any(test(v) for v in get(e))
+
+
+def _folded(m: Match):
+    """(rule value, how to read an event value) with case folding unless cased."""
+    if m.cased:
+        return m.value, text
+    return (m.value.lower() if isinstance(m.value, str) else m.value), lambda v: text(v).lower()
+
+
+def _eq(m):
+    if isinstance(m.value, str):
+        want, read = _folded(m)
+        return lambda v: read(v) == want
+    want = text(m.value).lower()   # numbers and booleans: by text form, true == "True"
+    return lambda v: text(v).lower() == want
+
+
+def _contains(m):
+    want, read = _folded(m)
+    return lambda v: want in read(v)
+
+
+def _startswith(m):
+    want, read = _folded(m)
+    return lambda v: read(v).startswith(want)
+
+
+def _endswith(m):
+    want, read = _folded(m)
+    return lambda v: read(v).endswith(want)
+
+
+def _glob(m):
+    pattern = glob_regex(m.value, lower=not m.cased)
+    read = text if m.cased else (lambda v: text(v).lower())
+    return lambda v: pattern.fullmatch(read(v)) is not None
+
+
+def glob_regex(parts, lower=False):
+    """A GLOB value as a Python regex: `*` any run, `?` one character, newlines included."""
+    out = []
+    for p in parts:
+        if p is Wild.STAR:
+            out.append(".*")
+        elif p is Wild.ONE:
+            out.append(".")
+        else:
+            out.append(re.escape(p.lower() if lower else p))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _re(m):
+    pattern = re.compile(m.value)
+    return lambda v: pattern.search(text(v)) is not None
+
+
+def _cidr(m):
+    network = ipaddress.ip_network(m.value)
+
+    def test(v):
+        try:
+            return ipaddress.ip_address(text(v)) in network
+        except ValueError:
+            return False
+    return test
+
+
+def _compare(m):
+    cmp, limit = _CMP[m.op.value], m.value
+
+    def test(v):
+        n = number(v)
+        return n is not None and cmp(n, limit)
+    return test
+
+
+def _exists(m):
+    return (lambda values: len(values) > 0) if m.value else (lambda values: len(values) == 0)
+
+
+def _null(m):
+    return lambda values: len(values) == 0
+
+
+def _fieldref(m):
+    left, right = _getter(m.field), _getter(m.value)
+    read = text if m.cased else (lambda v: text(v).lower())
+
+    def test(e):
+        others = {read(v) for v in right(e)}
+        return any(read(v) in others for v in left(e))
+    return test
+
+
+def _timepart(m):
+    part, cmp, limit = m.value.part, _CMP[m.value.cmp], m.value.number
+
+    def test(v):
+        moment = timestamp(v)
+        return moment is not None and cmp(time_part(moment, part), limit)
+    return test
+
+
+def timestamp(value):
+    """An ISO-8601 text as a datetime, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def time_part(moment: datetime.datetime, part: str) -> int:
+    if part == "week":
+        return moment.isocalendar()[1]
+    return getattr(moment, part)
+
+
+_PREDICATES = {
+    Op.EQ: _eq, Op.CONTAINS: _contains, Op.STARTSWITH: _startswith, Op.ENDSWITH: _endswith,
+    Op.GLOB: _glob, Op.RE: _re, Op.CIDR: _cidr, Op.LT: _compare, Op.LTE: _compare,
+    Op.GT: _compare, Op.GTE: _compare, Op.EXISTS: _exists, Op.NULL: _null,
+    Op.FIELDREF: _fieldref, Op.TIMEPART: _timepart,
+}

@@ -1,0 +1,307 @@
+"""Rule files -> Rule objects: YAML loading, document kinds, metadata checks, and the
+resolution of the condition's identifiers into one Query.
+
+Everything is checked here, at load time, so evaluating or converting a loaded rule
+cannot fail on its Sigma syntax (sigma-rust's habit). Errors are collected per document:
+a file with a bad rule still yields its good ones, and a batch goes on.
+"""
+from __future__ import annotations
+
+import datetime
+import difflib
+import fnmatch
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import detection
+from .condition import parse_condition
+from .errors import ConditionError, RuleError, TranspileError
+from .nodes import AllOf, And, Not, OneOf, Or, Query, Ref, and_, or_
+
+try:  # the C loader is ten times faster; fall back where libyaml is missing
+    _Loader = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover
+    _Loader = yaml.SafeLoader
+
+LEVELS = ("informational", "low", "medium", "high", "critical")
+STATUSES = ("stable", "test", "experimental", "deprecated", "unsupported")
+RULE_SUFFIXES = (".yml", ".yaml")
+
+
+@dataclass
+class Rule:
+    """One loaded Sigma document: a detection rule, a correlation or a filter."""
+
+    path: str
+    doc: int                      # index of the YAML document in its file
+    kind: str                     # rule | correlation | filter
+    meta: dict                    # every top-level key but detection/filter/correlation
+    logsource: dict = field(default_factory=dict)
+    query: Query | None = None    # rule and filter: the resolved detection
+    conditions: tuple = ()        # the condition text(s), as written
+    body: dict = field(default_factory=dict)   # correlation/filter section, as written
+
+    @property
+    def title(self) -> str:
+        return str(self.meta.get("title", ""))
+
+    @property
+    def id(self) -> str | None:
+        return self.meta.get("id")
+
+    @property
+    def name(self) -> str | None:
+        return self.meta.get("name")
+
+    @property
+    def level(self) -> str | None:
+        return self.meta.get("level")
+
+    @property
+    def status(self) -> str | None:
+        return self.meta.get("status")
+
+    @property
+    def tags(self) -> list:
+        return list(self.meta.get("tags") or [])
+
+    @property
+    def label(self) -> str:
+        """How messages name the rule: its file, and its document when there are several."""
+        return self.path if self.doc == 0 else f"{self.path}#{self.doc}"
+
+
+def rule_files(paths) -> list[Path]:
+    """Every .yml/.yaml file under the given files and folders, sorted, each once."""
+    found = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(f for f in p.rglob("*") if f.suffix.lower() in RULE_SUFFIXES and f.is_file())
+        else:
+            found.append(p)
+    return sorted(set(found), key=lambda f: str(f))
+
+
+def load_paths(paths, placeholders=None) -> tuple[list[Rule], list[TranspileError]]:
+    rules, errors = [], []
+    for f in rule_files(paths):
+        got, bad = load_file(f, placeholders)
+        rules.extend(got)
+        errors.extend(bad)
+    return rules, errors
+
+
+def load_file(path, placeholders=None) -> tuple[list[Rule], list[TranspileError]]:
+    path = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return [], [RuleError(f"cannot read: {e.strerror or e}", path=path, kind="io")]
+    return load_text(data, path, placeholders)
+
+
+def load_text(data, path="<string>", placeholders=None) -> tuple[list[Rule], list[TranspileError]]:
+    """Load every document of one YAML text (str or bytes)."""
+    if isinstance(data, bytes):
+        if b"\x00" in data[:8192]:
+            return [], [RuleError("binary file, not YAML", path=path, kind="yaml")]
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            return [], [RuleError(f"not UTF-8 text (byte {e.start})", path=path, kind="yaml")]
+    rules, errors = [], []
+    try:
+        for i, doc in enumerate(yaml.load_all(data, Loader=_Loader)):
+            if doc is None:
+                continue
+            try:
+                rules.append(_document(doc, path, i, placeholders))
+            except _Errors as many:
+                errors.extend(many.errors)
+            except TranspileError as e:
+                errors.append(e.located(path))
+    except yaml.YAMLError as e:
+        errors.append(RuleError(_yaml_message(e), path=path, kind="yaml"))
+    except RecursionError:
+        errors.append(RuleError("YAML nested too deeply", path=path, kind="yaml"))
+    return rules, errors
+
+
+def load_rule(text: str, placeholders=None) -> Rule:
+    """The one rule in a YAML text; raises its first error."""
+    rules, errors = load_text(text, "<string>", placeholders)
+    if errors:
+        raise errors[0]
+    if len(rules) != 1:
+        raise RuleError(f"expected one rule, found {len(rules)}", path="<string>")
+    return rules[0]
+
+
+def rule_from_dict(doc: dict, path="<dict>", placeholders=None) -> Rule:
+    """A Rule from an already-parsed YAML document; raises its first error."""
+    try:
+        return _document(doc, path, 0, placeholders)
+    except _Errors as many:
+        raise many.errors[0] from None
+
+
+class _Errors(Exception):
+    def __init__(self, errors):
+        super().__init__(f"{len(errors)} errors")
+        self.errors = errors
+
+
+def _yaml_message(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1} col {mark.column + 1}: " if mark else ""
+    problem = getattr(e, "problem", None) or str(e)
+    return f"invalid YAML: {where}{problem}"
+
+
+def _document(doc, path, index, placeholders) -> Rule:
+    if not isinstance(doc, dict):
+        raise RuleError(f"a Sigma document must be a YAML map, not {type(doc).__name__}", path=path)
+    meta = {k: _plain(v) for k, v in doc.items() if k not in ("detection", "filter", "correlation")}
+    errors = []
+
+    def problem(message, where, kind="metadata"):
+        errors.append(RuleError(message, path=_label(path, index), where=where, kind=kind))
+
+    _check_metadata(doc, problem)
+    if "correlation" in doc:
+        body = doc["correlation"]
+        if not isinstance(body, dict):
+            problem("correlation must be a map", "correlation", "structure")
+        _raise(errors)
+        return Rule(path, index, "correlation", meta, doc.get("logsource") or {}, body=_plain(body))
+    kind = "filter" if "filter" in doc and "detection" not in doc else "rule"
+    key = "filter" if kind == "filter" else "detection"
+    section = doc.get(key)
+    if not isinstance(doc.get("logsource"), dict):
+        problem("logsource must be a map (product, service, category)", "logsource", "structure")
+    query, conditions = None, ()
+    if not isinstance(section, dict):
+        problem(f"{key} is missing or not a map", key, "structure")
+    else:
+        try:
+            query, conditions = _detection(section, key, placeholders)
+        except _Errors as many:
+            errors.extend(e.located(_label(path, index)) for e in many.errors)
+    _raise(errors)
+    body = {k: _plain(v) for k, v in section.items() if k == "rules"} if kind == "filter" else {}
+    return Rule(path, index, kind, meta, dict(doc.get("logsource") or {}), query, conditions, body)
+
+
+def _label(path, index):
+    return path if index == 0 else f"{path}#{index}"
+
+
+def _raise(errors):
+    if errors:
+        raise _Errors(errors)
+
+
+def _check_metadata(doc, problem):
+    title = doc.get("title")
+    if not isinstance(title, str) or not title.strip():
+        problem("title is missing or empty", "title")
+    if "id" in doc:
+        try:
+            uuid.UUID(str(doc["id"]))
+        except ValueError:
+            problem(f"id {doc['id']!r} is not a UUID", "id")
+    if "level" in doc and doc["level"] not in LEVELS:
+        problem(f"level {doc['level']!r} is not one of {', '.join(LEVELS)}", "level")
+    if "status" in doc and doc["status"] not in STATUSES:
+        problem(f"status {doc['status']!r} is not one of {', '.join(STATUSES)}", "status")
+    if "tags" in doc and not (isinstance(doc["tags"], list) and all(isinstance(t, str) for t in doc["tags"])):
+        problem("tags must be a list of strings", "tags")
+
+
+def _detection(section: dict, key: str, placeholders):
+    """Build every selection, parse the condition(s), resolve names; collect all errors."""
+    errors, selections = [], {}
+    for name, body in section.items():
+        if name in ("condition", "timeframe", "rules"):
+            continue
+        if not isinstance(name, str):
+            errors.append(RuleError(f"search identifier {name!r} is not a string", where=key))
+            continue
+        try:
+            selections[name] = detection.selection(name, body, placeholders)
+        except TranspileError as e:
+            selections[name] = None   # known, but broken: the condition must not call it unknown
+            if e.where and e.where.startswith("detection.") and key != "detection":
+                e.where = key + e.where[len("detection"):]
+            errors.append(e)
+    condition = section.get("condition")
+    texts = condition if isinstance(condition, list) else [condition]
+    queries = []
+    for i, text in enumerate(texts):
+        where = f"{key}.condition" + (f"[{i}]" if isinstance(condition, list) else "")
+        if condition is None:
+            errors.append(ConditionError("condition is missing", where=where, kind="structure"))
+            break
+        if not isinstance(text, str):
+            errors.append(ConditionError("condition must be a string", where=where))
+            continue
+        try:
+            queries.append(_resolve(parse_condition(text), section, selections, text))
+        except TranspileError as e:
+            errors.append(e.located(where=where))
+    _raise(errors)
+    return or_(queries), tuple(texts)
+
+
+def _resolve(node, section, selections, text) -> Query:
+    if isinstance(node, Ref):
+        return _selected(node.name, node.col, section, selections, text)
+    if isinstance(node, (OneOf, AllOf)):
+        names = _names(node.pattern, selections)
+        if not names:
+            what = "no search identifiers" if node.pattern == "them" else f"no search identifier matches {node.pattern!r}"
+            raise ConditionError(what + _suggest(node.pattern.rstrip("*"), selections),
+                                 col=node.col, source=text, kind="unknown-identifier")
+        parts = [selections[n] for n in names]
+        return or_(parts) if isinstance(node, OneOf) else and_(parts)
+    if isinstance(node, Not):
+        return Not(_resolve(node.arg, section, selections, text))
+    parts = [_resolve(a, section, selections, text) for a in node.args]
+    return and_(parts) if isinstance(node, And) else or_(parts)
+
+
+def _selected(name, col, section, selections, text):
+    if name in selections:
+        return selections[name]
+    if name in ("condition", "timeframe"):
+        raise ConditionError(f"{name!r} is not a search identifier", col=col, source=text,
+                             kind="unknown-identifier")
+    raise ConditionError(f"unknown search identifier {name!r}" + _suggest(name, selections),
+                         col=col, source=text, kind="unknown-identifier")
+
+
+def _names(pattern, selections) -> list[str]:
+    if pattern == "them":
+        return [n for n in selections if not n.startswith("_")]   # spec: `them` skips _names
+    regex = re.compile(fnmatch.translate(pattern))
+    return [n for n in selections if regex.match(n)]
+
+
+def _suggest(name, selections) -> str:
+    close = difflib.get_close_matches(name, list(selections), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def _plain(value):
+    """Metadata as JSON-ready values: YAML dates become ISO text."""
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
