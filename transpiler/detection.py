@@ -132,7 +132,7 @@ def _check_combination(field, mods, mset):
         if len(set(found)) > 1:
             raise RuleError(f"modifiers {found[0]!r} and {found[1]!r} cannot be combined", kind="modifier")
 
-    clash(_POSITION + ("re", "cidr") + _COMPARE + _TIME + ("exists", "fieldref"))
+    clash(_POSITION + ("re", "cidr") + _COMPARE + ("exists", "fieldref"))
     clash(_COMPARE)
     clash(_TIME)
     clash(("base64", "base64offset"))

@@ -1,0 +1,61 @@
+"""Match many rules against many events fast, with the reference evaluator.
+
+Most CloudTrail rules require an equality on a few fields (eventName, eventSource): a rule
+whose query is `eventName = CreateUser and ...` cannot select an event whose eventName is
+anything else. Each rule is indexed under one such required field and its values, so an
+event is evaluated only against the rules that can match it, plus the rules with no such
+field. The answers are exactly those of evaluate.matches (the index only skips rules whose
+required equality already fails).
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from .evaluate import compile_query, field_values, text
+from .nodes import And, Match, Op, Or
+
+
+def required_values(query):
+    """{field: values} pairs the query requires: for each, an event must have one of the
+    values (compared lower-case) in that field to be selectable at all."""
+    if isinstance(query, Match):
+        if query.op is Op.EQ and query.field is not None and query.value is not None:
+            return {query.field: frozenset({text(query.value).lower()})}
+        return {}
+    if isinstance(query, And):
+        out = {}
+        for arg in query.args:
+            for field, values in required_values(arg).items():
+                out[field] = out[field] & values if field in out else values
+        return out
+    if isinstance(query, Or):
+        branches = [required_values(a) for a in query.args]
+        common = set.intersection(*(set(b) for b in branches))
+        return {f: frozenset().union(*(b[f] for b in branches)) for f in common}
+    return {}
+
+
+class RuleSet:
+    def __init__(self, rules):
+        self.rules = [r for r in rules if r.query is not None]
+        self._tests = [compile_query(r.query) for r in self.rules]
+        required = [required_values(r.query) for r in self.rules]
+        # Index each rule under its most common required field, so events look up few fields.
+        popularity = Counter(f for req in required for f in req)
+        self._index = defaultdict(lambda: defaultdict(list))   # field -> value -> [rule nos]
+        self._always = []
+        for n, req in enumerate(required):
+            if not req:
+                self._always.append(n)
+                continue
+            field = max(req, key=lambda f: (popularity[f], f))
+            for value in req[field]:
+                self._index[field][value].append(n)
+
+    def matching(self, event: dict) -> list:
+        """The rules that select the event, in rule order."""
+        candidates = set(self._always)
+        for field, by_value in self._index.items():
+            for value in field_values(event, field):
+                candidates.update(by_value.get(text(value).lower(), ()))
+        return [self.rules[n] for n in sorted(candidates) if self._tests[n](event)]
