@@ -113,6 +113,7 @@ def _build(field, mods, values, placeholders):
     matches = []
     for value in values:
         matches.extend(_matches(field, mods, mset, value, cased, placeholders))
+    matches = list(dict.fromkeys(matches))   # a repeated value adds nothing
     if len(matches) > MAX_ALTERNATIVES:
         raise RuleError(f"the modifiers expand into {len(matches)} alternatives (limit {MAX_ALTERNATIVES})",
                         kind="value")

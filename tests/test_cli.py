@@ -1,0 +1,98 @@
+"""The command line, end to end, in-process and through `python -m transpiler`."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from transpiler.cli import main
+
+RULE = """title: {title}
+id: {id}
+level: high
+logsource: {{product: aws, service: cloudtrail}}
+detection:
+    selection: {{eventName: {event}}}
+    condition: selection
+"""
+
+
+@pytest.fixture
+def rules(tmp_path):
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "create_user.yml").write_text(RULE.format(title="Create user", id="8f3a7b2c-1d4e-5f6a-9b0c-2e3d4f5a6b7c",
+                                                   event="CreateUser"))
+    (d / "stop_logging.yml").write_text(RULE.format(title="Stop logging", id="4a6b8c0d-2e3f-5a7b-9c1d-3e4f5a6b7c8e",
+                                                    event="StopLogging"))
+    return d
+
+
+@pytest.fixture
+def events(tmp_path):
+    f = tmp_path / "trail.json"
+    f.write_text(json.dumps({"Records": [
+        {"eventID": "e1", "eventName": "CreateUser"},
+        {"eventID": "e2", "eventName": "ListUsers"},
+        {"eventID": "e3", "eventName": "stoplogging"}]}))
+    (tmp_path / "broken.json").write_text("{nope")
+    return f
+
+
+def test_check_valid(rules, capsys):
+    assert main(["check", str(rules)]) == 0
+    assert "2 valid (2 rules), 0 with errors" in capsys.readouterr().err
+
+
+def test_check_reports_every_problem(rules, capsys):
+    (rules / "bad.yml").write_text("title: x\nlogsource: {}\ndetection: {sel: {a|nope: 1}, condition: sel or x}\n")
+    (rules / "worse.yml").write_text("title: [")
+    assert main(["check", str(rules)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3
+    assert out[0].endswith("bad.yml: detection.sel.a|nope: unknown modifier 'nope'")
+    assert out[1].endswith("bad.yml: detection.condition: col 8: unknown search identifier 'x'")
+    assert "worse.yml: invalid YAML" in out[2]
+
+
+def test_check_json(rules, capsys):
+    (rules / "bad.yml").write_text("title: x\nlogsource: {}\ndetection: {sel: {a: 1}, condition: sel and}\n")
+    assert main(["check", str(rules), "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["valid"] == 2 and report["errors"] == 1
+    assert report["problems"][0]["kind"] == "syntax" and report["problems"][0]["col"] == 8
+
+
+def test_match_text_and_broken_event_file(rules, events, capsys):
+    assert main(["match", str(rules), "--events", str(events.parent)]) == 1   # broken.json
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == 2
+    assert "'Create user'" in lines[0] and "trail.json#0 eventID=e1" in lines[0]
+    assert "'Stop logging'" in lines[1] and "#2 eventID=e3" in lines[1]
+    assert "broken.json: invalid JSON" in captured.err
+    assert "2 rules, 3 events, 2 matches" in captured.err
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_match_machine_formats(rules, events, capsys, fmt):
+    assert main(["match", str(rules), "--events", str(events), "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads(out) if fmt == "json" else [json.loads(line) for line in out.splitlines()]
+    assert [(r["title"], r["index"], r["event_id"]) for r in rows] == [("Create user", 0, "e1"), ("Stop logging", 2, "e3")]
+    assert rows[0]["rule_id"] == "8f3a7b2c-1d4e-5f6a-9b0c-2e3d4f5a6b7c"
+
+
+def test_python_dash_m(rules):
+    done = subprocess.run([sys.executable, "-m", "transpiler", "check", str(rules)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_placeholders_file(tmp_path, capsys):
+    rule = tmp_path / "p.yml"
+    rule.write_text("title: p\nlogsource: {}\ndetection: {sel: {User|expand: '%admins%'}, condition: sel}\n")
+    assert main(["check", str(rule)]) == 1
+    assert "placeholder %admins% has no values" in capsys.readouterr().out
+    values = tmp_path / "values.yml"
+    values.write_text("admins: [root, admin]\n")
+    assert main(["check", str(rule), "--placeholders", str(values)]) == 0
