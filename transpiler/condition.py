@@ -6,7 +6,7 @@ resolution happens later, in rule.py.
 """
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 from lark import Lark, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, v_args
 
@@ -47,6 +47,7 @@ _NAMES = {"_OR": "'or'", "_AND": "'and'", "_NOT": "'not'", "_OF": "'of'", "_ALL"
           "LPAR": "'('", "RPAR": "')'", "$END": "the end"}
 
 
+@lru_cache(maxsize=4096)   # rules repeat the same few conditions; the AST is immutable
 def parse_condition(text: str) -> Condition:
     """Parse one condition string; ConditionError (kind syntax) with its column if it is not one."""
     if not isinstance(text, str) or not text.strip():

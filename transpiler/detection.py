@@ -253,6 +253,8 @@ def _windash(text):
 def _parse_wildcards(raw: str) -> _Text:
     """Sigma string -> parts. `*` and `?` are wildcards; `\\*`, `\\?`, `\\\\` are the literal
     characters; a backslash before anything else is itself (spec: Wildcards / Escaping)."""
+    if not any(c in raw for c in "*?\\"):
+        return _Text((raw,) if raw else ())    # the common case: nothing to interpret
     parts, buf, i = [], [], 0
     while i < len(raw):
         c = raw[i]
