@@ -44,6 +44,7 @@ class Rule:
     query: Query | None = None    # rule and filter: the resolved detection
     conditions: tuple = ()        # the condition text(s), as written
     body: dict = field(default_factory=dict)   # correlation/filter section, as written
+    detection: dict = field(default_factory=dict)   # rule/filter: the detection (or filter) section, as written
 
     @property
     def title(self) -> str:
@@ -193,7 +194,8 @@ def _document(doc, path, index, placeholders) -> Rule:
             errors.extend(e.located(_label(path, index)) for e in many.errors)
     _raise(errors)
     body = {k: _plain(v) for k, v in section.items() if k == "rules"} if kind == "filter" else {}
-    return Rule(path, index, kind, meta, dict(doc.get("logsource") or {}), query, conditions, body)
+    return Rule(path, index, kind, meta, dict(doc.get("logsource") or {}), query, conditions, body,
+                section)
 
 
 def _label(path, index):
