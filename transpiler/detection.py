@@ -17,6 +17,7 @@ import re
 from itertools import product
 
 from .errors import RuleError
+from .regex import compile_regex
 from .nodes import Match, Not, Op, TimePart, Wild, and_, or_
 
 MODIFIERS = {
@@ -34,8 +35,8 @@ _RE_FLAGS = ("i", "m", "s")
 WINDASHES = ("-", "/", "\u2013", "\u2014", "\u2015")
 _WINDASH_AT = re.compile(r"\B[-/\u2013\u2014\u2015]\b")
 _PLACEHOLDER = re.compile(r"%([A-Za-z0-9_.\-]+)%")
-# Guards against values that expand into millions of alternatives (a bounded-work promise).
-MAX_ALTERNATIVES = 100_000
+# Guards against one value expanding into millions of alternatives (a bounded-work promise).
+MAX_ALTERNATIVES = 10_000
 MAX_WINDASH_VARIANTS = 5 ** 5
 
 
@@ -114,9 +115,6 @@ def _build(field, mods, values, placeholders):
     for value in values:
         matches.extend(_matches(field, mods, mset, value, cased, placeholders))
     matches = list(dict.fromkeys(matches))   # a repeated value adds nothing
-    if len(matches) > MAX_ALTERNATIVES:
-        raise RuleError(f"the modifiers expand into {len(matches)} alternatives (limit {MAX_ALTERNATIVES})",
-                        kind="value")
     return _negate_each(matches, join, negate)
 
 
@@ -322,6 +320,11 @@ def _expand(raw: str, placeholders) -> list[str]:
             raise RuleError(f"placeholder %{name}% has no values; pass --placeholders FILE "
                             f"mapping {name} to a list of values", kind="placeholder")
         choices.append([values] if isinstance(values, str) else [str(v) for v in values])
+    total = 1
+    for c in choices:
+        total *= len(c)
+    if total > MAX_ALTERNATIVES:
+        raise RuleError(f"the placeholders expand into {total} values (limit {MAX_ALTERNATIVES})", kind="value")
     out = []
     for combo in product(*choices):
         it = iter(combo)
@@ -332,8 +335,8 @@ def _expand(raw: str, placeholders) -> list[str]:
 def _regex(pattern: str, mods) -> str:
     flags = "".join(f for f in _RE_FLAGS if f in mods)
     try:
-        re.compile(pattern)
-    except re.error as e:
+        compile_regex(pattern)
+    except ValueError as e:
         raise RuleError(f"invalid regular expression: {e}", kind="value") from None
     if not flags:
         return pattern

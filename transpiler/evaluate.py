@@ -11,7 +11,7 @@ Semantics (README "Matching semantics" says the same for users):
   none, so `not` of it holds (Sigma: not matches when the field is missing).
 - Keywords (field None) look at every string value anywhere in the event.
 - lt/lte/gt/gte compare numbers: JSON numbers, or strings that are plain decimal numbers.
-- Regexes are searched (not anchored), case-sensitive unless (?i).
+- Regexes are searched (not anchored), case-sensitive unless (?i), on RE2 (regex.py).
 
 Queries are compiled once into closures, so matching many events costs one call each.
 """
@@ -25,6 +25,7 @@ import re
 from functools import lru_cache
 
 from .nodes import And, Match, Not, Op, Or, Query, Wild
+from .regex import compile_regex
 
 _CMP = {"eq": operator.eq, "lt": operator.lt, "lte": operator.le, "gt": operator.gt, "gte": operator.ge}
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
@@ -186,14 +187,15 @@ def _endswith(m):
 
 
 def _glob(m):
-    pattern = glob_regex(m.value, lower=not m.cased)
+    pattern = compile_regex(glob_regex(m.value, lower=not m.cased))
     read = text if m.cased else (lambda v: text(v).lower())
     return lambda v: pattern.fullmatch(read(v)) is not None
 
 
-def glob_regex(parts, lower=False):
-    """A GLOB value as a Python regex: `*` any run, `?` one character, newlines included."""
-    out = []
+def glob_regex(parts, lower=False) -> str:
+    """A GLOB value as an anchored-by-fullmatch regex: `*` any run, `?` one character,
+    newlines included."""
+    out = ["(?s)"]
     for p in parts:
         if p is Wild.STAR:
             out.append(".*")
@@ -201,11 +203,11 @@ def glob_regex(parts, lower=False):
             out.append(".")
         else:
             out.append(re.escape(p.lower() if lower else p))
-    return re.compile("".join(out), re.DOTALL)
+    return "".join(out)
 
 
 def _re(m):
-    pattern = re.compile(m.value)
+    pattern = compile_regex(m.value)
     return lambda v: pattern.search(text(v)) is not None
 
 

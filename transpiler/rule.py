@@ -27,6 +27,34 @@ try:  # the C loader is ten times faster; fall back where libyaml is missing
 except AttributeError:  # pragma: no cover
     _Loader = yaml.SafeLoader
 
+# Bounds that keep one hostile file from stalling a batch (README "Security").
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_VALUES = 1_000_000          # scalars in one document once YAML aliases are expanded
+MAX_CONDITION_DEPTH = 200       # nesting of and/or/not in a condition
+MAX_YAML_DEPTH = 500            # libyaml's composer recurses in C: deeper input crashes it
+_BRACKETS = re.compile(r"[\[\]{}]")
+_INDENT = re.compile(r"^[ \t]*", re.M)
+_DASHES = re.compile(r"(?:-[ \t]+){%d,}" % MAX_YAML_DEPTH)
+
+
+class _RuleLoader(_Loader):
+    """The YAML loader for rules: a duplicate key is an error, not a silent overwrite."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue          # an unhashable key: construct_mapping reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a map", node.start_mark, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 LEVELS = ("informational", "low", "medium", "high", "critical")
 STATUSES = ("stable", "test", "experimental", "deprecated", "unsupported")
 RULE_SUFFIXES = (".yml", ".yaml")
@@ -107,6 +135,8 @@ def load_file(path, placeholders=None) -> tuple[list[Rule], list[TranspileError]
 
 def load_text(data, path="<string>", placeholders=None) -> tuple[list[Rule], list[TranspileError]]:
     """Load every document of one YAML text (str or bytes)."""
+    if len(data) > MAX_FILE_BYTES:
+        return [], [RuleError(f"file is larger than {MAX_FILE_BYTES // 2**20} MiB", path=path, kind="yaml")]
     if isinstance(data, bytes):
         if b"\x00" in data[:8192]:
             return [], [RuleError("binary file, not YAML", path=path, kind="yaml")]
@@ -115,16 +145,21 @@ def load_text(data, path="<string>", placeholders=None) -> tuple[list[Rule], lis
         except UnicodeDecodeError as e:
             return [], [RuleError(f"not UTF-8 text (byte {e.start})", path=path, kind="yaml")]
     rules, errors = [], []
+    if _too_deep(data):
+        return [], [RuleError(f"YAML nested deeper than {MAX_YAML_DEPTH} levels", path=path, kind="yaml")]
     try:
-        for i, doc in enumerate(yaml.load_all(data, Loader=_Loader)):
+        for i, doc in enumerate(yaml.load_all(data, Loader=_RuleLoader)):
             if doc is None:
                 continue
             try:
+                _check_size(doc)
                 rules.append(_document(doc, path, i, placeholders))
             except _Errors as many:
                 errors.extend(many.errors)
             except TranspileError as e:
-                errors.append(e.located(path))
+                errors.append(e.located(_label(path, i)))
+            except RecursionError:
+                errors.append(RuleError("nested too deeply", path=_label(path, i), kind="structure"))
     except yaml.YAMLError as e:
         errors.append(RuleError(_yaml_message(e), path=path, kind="yaml"))
     except RecursionError:
@@ -154,6 +189,38 @@ class _Errors(Exception):
     def __init__(self, errors):
         super().__init__(f"{len(errors)} errors")
         self.errors = errors
+
+
+def _too_deep(text: str) -> bool:
+    """A cheap upper bound on YAML nesting (brackets in quotes count too: harmless for rules)."""
+    depth = deepest = 0
+    for m in _BRACKETS.finditer(text):
+        depth = depth + 1 if m.group() in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    if deepest > MAX_YAML_DEPTH or _DASHES.search(text):
+        return True
+    return max(map(len, _INDENT.findall(text)), default=0) > MAX_YAML_DEPTH * 2
+
+
+def _check_size(doc):
+    """Refuse documents whose YAML aliases expand into huge trees ("billion laughs"): count
+    the values every container stands for, each shared container once."""
+    sizes = {}
+    stack = [(doc, False)]
+    while stack:
+        obj, done = stack.pop()
+        if not isinstance(obj, (dict, list)) or (id(obj) in sizes and not done):
+            continue
+        items = list(obj.values()) if isinstance(obj, dict) else obj
+        if done:
+            sizes[id(obj)] = total = len(items) + sum(sizes.get(id(v), 0) for v in items)
+            if total > MAX_VALUES:
+                raise RuleError(f"the document expands to more than {MAX_VALUES:,} values "
+                                "(YAML aliases?)", kind="yaml")
+            continue
+        sizes[id(obj)] = 0           # in progress: a cycle counts as nothing more
+        stack.append((obj, True))
+        stack.extend((v, False) for v in items)
 
 
 def _yaml_message(e: yaml.YAMLError) -> str:
@@ -252,11 +319,27 @@ def _detection(section: dict, key: str, placeholders):
             errors.append(ConditionError("condition must be a string", where=where))
             continue
         try:
-            queries.append(_resolve(parse_condition(text), section, selections, text))
+            tree = parse_condition(text)
+            if _depth(tree) > MAX_CONDITION_DEPTH:
+                raise ConditionError(f"the condition nests deeper than {MAX_CONDITION_DEPTH} levels",
+                                     kind="syntax")
+            queries.append(_resolve(tree, section, selections, text))
         except TranspileError as e:
             errors.append(e.located(where=where))
     _raise(errors)
     return or_(queries), tuple(texts)
+
+
+def _depth(tree) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, Not):
+            stack.append((node.arg, depth + 1))
+        elif isinstance(node, (And, Or)):
+            stack.extend((a, depth + 1) for a in node.args)
+    return deepest
 
 
 def _resolve(node, section, selections, text) -> Query:
