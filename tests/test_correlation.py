@@ -1,0 +1,73 @@
+"""Correlations and filters through the reference evaluator (tests/correlations/*.yaml)."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from transpiler.correlation import evaluate, resolve, standalone
+from transpiler.errors import TranspileError
+from transpiler.evaluate import matches
+from transpiler.rule import load_text
+
+HERE = Path(__file__).resolve().parent / "correlations"
+CORRELATIONS = yaml.safe_load((HERE / "cases.yaml").read_text())
+FILTERS = yaml.safe_load((HERE / "filters.yaml").read_text())
+
+
+def _load(text):
+    rules, errors = load_text(text, "case.yml")
+    assert errors == [], [str(e) for e in errors]
+    correlations, detections, errors = resolve(rules)
+    assert errors == [], [str(e) for e in errors]
+    return correlations, detections
+
+
+@pytest.mark.parametrize("case", CORRELATIONS, ids=lambda c: c["id"])
+def test_correlation(case):
+    correlations, detections = _load(case["rules"])
+    assert len(correlations) == 1
+    alerts = [a.as_dict() for a in evaluate(correlations[0], case["events"])]
+    got = [{k: a[k] for k in ("group", "first_trigger", "last_trigger", "triggers")} for a in alerts]
+    assert got == case["alerts"]
+    assert standalone(detections, correlations) == []      # generate: false hides the base rules
+
+
+@pytest.mark.parametrize("case", FILTERS, ids=lambda c: c["id"])
+def test_filter(case):
+    correlations, detections = _load(case["rules"])
+    rule = detections[0]
+    for event in case["match"]:
+        assert matches(rule.query, event), event
+    for event in case["no_match"]:
+        assert not matches(rule.query, event), event
+
+
+def test_events_are_taken_in_time_order_whatever_the_input_order():
+    case = CORRELATIONS[0]
+    correlations, _ = _load(case["rules"])
+    forward = evaluate(correlations[0], case["events"])
+    assert evaluate(correlations[0], list(reversed(case["events"]))) == forward
+
+
+BAD = [
+    ("type: nope", "type 'nope'"),
+    ("rules: [missing]", "no loaded rule has id, name or title 'missing'"),
+    ("timespan: 5 minutes", "timespan '5 minutes'"),
+    ("condition: {gte: many}", "needs a number"),
+    ("condition: {more: 1}", "unknown condition keys: more"),
+    ("type: value_count", "needs condition.field"),
+]
+
+
+@pytest.mark.parametrize("change,fragment", BAD)
+def test_bad_correlations_name_the_key(change, fragment):
+    body = {"type": "event_count", "rules": ["base"], "group-by": ["x"], "timespan": "5m", "condition": {"gte": 2}}
+    key, value = change.split(": ", 1)
+    body[key] = yaml.safe_load(value)
+    text = yaml.safe_dump({"title": "c", "logsource": {}, "correlation": body}) + \
+        "---\ntitle: base\nname: base\nlogsource: {}\ndetection: {sel: {a: 1}, condition: sel}\n"
+    rules, errors = load_text(text, "c.yml")
+    assert errors == []
+    _, _, errors = resolve(rules)
+    assert len(errors) == 1 and isinstance(errors[0], TranspileError)
+    assert fragment in errors[0].message and errors[0].where.startswith("correlation")
