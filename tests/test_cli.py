@@ -71,7 +71,7 @@ def test_match_text_and_broken_event_file(rules, events, capsys):
     assert "'Create user'" in lines[0] and "trail.json#0 eventID=e1" in lines[0]
     assert "'Stop logging'" in lines[1] and "#2 eventID=e3" in lines[1]
     assert "broken.json: invalid JSON" in captured.err
-    assert "2 rules, 3 events, 2 matches" in captured.err
+    assert "2 rules, 0 correlations, 3 events, 2 matches, 0 correlation alerts" in captured.err
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
@@ -96,3 +96,24 @@ def test_placeholders_file(tmp_path, capsys):
     values = tmp_path / "values.yml"
     values.write_text("admins: [root, admin]\n")
     assert main(["check", str(rule), "--placeholders", str(values)]) == 0
+
+
+def test_match_correlation(tmp_path, capsys):
+    rules = tmp_path / "corr.yml"
+    rules.write_text("""title: Many failures
+id: 68f8de62-97cd-4a9a-afba-7804fddf43d4
+logsource: {product: test}
+correlation: {type: event_count, rules: [fail], group-by: [host], timespan: 1m, condition: {gte: 2}}
+---
+title: One failure
+name: fail
+logsource: {product: test}
+detection: {sel: {action: fail}, condition: sel}
+""")
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"ts": "2024-01-01T00:00:00Z", "action": "fail", "host": "a"}\n'
+                      '{"ts": "2024-01-01T00:00:30Z", "action": "fail", "host": "a"}\n')
+    assert main(["match", str(rules), "--events", str(events), "--time-field", "ts"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["68f8de62-97cd-4a9a-afba-7804fddf43d4 'Many failures': event_count [host=a] triggered 1x "
+                   "from 2024-01-01T00:00:30Z to 2024-01-01T00:00:30Z"]

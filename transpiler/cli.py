@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from . import backends
+from . import backends, correlation
 from .errors import RuleError, TranspileError
 from .events import read_events
 from .rule import load_paths
@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     match.add_argument("--events", nargs="+", required=True, metavar="FILE",
                        help="event files or folders: CloudTrail Records, JSON array/object, JSON Lines, .gz")
     match.add_argument("--format", choices=("text", "json", "jsonl"), default="text")
+    match.add_argument("--time-field", metavar="FIELD",
+                       help="event time for correlations (default: eventTime, @timestamp, timestamp, ...)")
     match.set_defaults(func=cmd_match)
 
     convert = sub.add_parser("convert", help="convert rules into queries for a target")
@@ -109,33 +111,45 @@ def cmd_check(args) -> int:
 def cmd_match(args) -> int:
     start = time.perf_counter()
     rules, errors = _load(args)
+    correlations, detections, resolve_errors = correlation.resolve(rules)
+    errors += resolve_errors
     _report(errors)
     events, bad_files = read_events(args.events)
     _report(bad_files)
-    ruleset = RuleSet(r for r in rules if r.kind == "rule")
-    count = 0
-    out = sys.stdout
-    found = []
+    rows = []
+    ruleset = RuleSet(correlation.standalone(detections, correlations))
     for event in events:
         for rule in ruleset.matching(event.data):
-            count += 1
-            row = {"rule_id": rule.id, "title": rule.title, "level": rule.level,
-                   "rule_path": rule.label, "file": event.source, "index": event.index,
-                   "event_id": event.event_id}
-            if args.format == "json":
-                found.append(row)
-            elif args.format == "jsonl":
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            else:
-                eid = f" eventID={event.event_id}" if event.event_id else ""
-                out.write(f"{rule.id or '-'} {rule.title!r}: {event.source}#{event.index}{eid}\n")
-    if args.format == "json":
-        json.dump(found, out, indent=2, ensure_ascii=False)
-        out.write("\n")
+            rows.append({"kind": "match", "rule_id": rule.id, "title": rule.title, "level": rule.level,
+                         "rule_path": rule.label, "file": event.source, "index": event.index,
+                         "event_id": event.event_id})
+    data = [e.data for e in events]
+    alerts = [a for c in correlations for a in correlation.evaluate(c, data, args.time_field)]
+    rows += [{"kind": "correlation", **a.as_dict(), "rule_path": a.correlation.rule.label} for a in alerts]
+    _print_rows(rows, args.format)
     seconds = time.perf_counter() - start
-    print(f"{len(ruleset.rules)} rules, {len(events)} events, {count} matches, "
-          f"{len(errors)} rule errors, {len(bad_files)} bad event files, {seconds:.2f} s", file=sys.stderr)
+    print(f"{len(ruleset.rules)} rules, {len(correlations)} correlations, {len(events)} events, "
+          f"{len(rows) - len(alerts)} matches, {len(alerts)} correlation alerts, {len(errors)} rule errors, "
+          f"{len(bad_files)} bad event files, {seconds:.2f} s", file=sys.stderr)
     return 1 if errors or bad_files else 0
+
+
+def _print_rows(rows, fmt):
+    out = sys.stdout
+    if fmt == "json":
+        json.dump(rows, out, indent=2, ensure_ascii=False)
+        out.write("\n")
+        return
+    for row in rows:
+        if fmt == "jsonl":
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        elif row["kind"] == "match":
+            eid = f" eventID={row['event_id']}" if row["event_id"] else ""
+            out.write(f"{row['rule_id'] or '-'} {row['title']!r}: {row['file']}#{row['index']}{eid}\n")
+        else:
+            group = ", ".join(f"{k}={v}" for k, v in row["group"].items())
+            out.write(f"{row['rule_id'] or '-'} {row['title']!r}: {row['type']} [{group}] triggered "
+                      f"{row['triggers']}x from {row['first_trigger']} to {row['last_trigger']}\n")
 
 
 # --- convert ----------------------------------------------------------------------------
