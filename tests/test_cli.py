@@ -117,3 +117,11 @@ detection: {sel: {action: fail}, condition: sel}
     out = capsys.readouterr().out.splitlines()
     assert out == ["68f8de62-97cd-4a9a-afba-7804fddf43d4 'Many failures': event_count [host=a] triggered 1x "
                    "from 2024-01-01T00:00:30Z to 2024-01-01T00:00:30Z"]
+
+
+def test_check_reports_unresolved_correlation(tmp_path, capsys):
+    rules = tmp_path / "corr.yml"
+    rules.write_text("title: c\nlogsource: {}\ncorrelation: {type: event_count, rules: [gone], group-by: [h], "
+                     "timespan: 1m, condition: {gte: 2}}\n")
+    assert main(["check", str(rules)]) == 1
+    assert "correlation.rules: no loaded rule has id, name or title 'gone'" in capsys.readouterr().out

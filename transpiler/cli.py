@@ -91,6 +91,7 @@ def _report(errors):
 
 def cmd_check(args) -> int:
     rules, errors = _load(args)
+    errors += correlation.resolve(rules)[2]     # references of correlations and filters
     if args.format == "json":
         json.dump({"documents": len(rules) + len(errors), "valid": len(rules), "errors": len(errors),
                    "problems": [e.as_dict() for e in errors]}, sys.stdout, indent=2)
