@@ -1,0 +1,389 @@
+"""Logpresso-style pipe search: `table T | search EXPR | eval ... | rename ... | fields ...`.
+
+Every word of the query language is in templates/pipesearch/; this file resolves fields,
+escapes values and picks the per-logsource enrichment. The engine facts it relies on are in
+shared/research/logpresso.md (vendor docs https://docs.logpresso.com/en/query/query-syntax and
+the source of Araqne LogDB, the Apache-licensed engine Logpresso grew from, tagged [S] there):
+- a string literal is "..." and knows only the escapes \\ and \" (ExpressionParser
+  findClosingQuote); before parsing, the expression is NFC-normalised, look-alike characters
+  (dashes, smart quotes, U+2223 ...) are rewritten to ASCII and tabs/line breaks become spaces,
+  inside literals too. Values holding such characters go through match() with \\uXXXX escapes.
+- `==` against a string constant is case-sensitive and reads `*` as a wildcard; `?` is literal.
+- match() is java.util.regex, unanchored (find()).
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from decimal import Decimal
+
+from ..errors import RuleError, Unsupported
+from ..evaluate import text
+from ..nodes import And, Match, Not, Op, Or, Wild
+from .base import Backend
+
+# A field name written bare: one token for ExpressionParser (no operator, quote, bracket,
+# comma or space), not a keyword, not a number. Anything else goes through field("...").
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_KEYWORDS = {"and", "or", "not", "from", "union", "true", "false", "null"}
+# Characters ExpressionParser.normalizeQueryStr rewrites (its UniToAsciiMap), plus U+00AB..
+# U+00F7 that the same map lists (skipped today only by its `c < 0x128` slip).
+_REWRITTEN = set(
+    "\u00ab\u00ad\u00b4\u00bb\u00f7\u01c0\u01c3\u02b9\u02ba\u02bc\u02c4\u02c6\u02c8\u02cb\u02cd"
+    "\u02dc\u0300\u0301\u0302\u0303\u030b\u030e\u0331\u0332\u0338\u0589\u05c0\u05c3\u066a\u066d"
+    "\u200b\u2010\u2011\u2012\u2013\u2014\u2015\u2016\u2017\u2018\u2019\u201a\u201b\u201c\u201d"
+    "\u201e\u201f\u2032\u2033\u2034\u2035\u2036\u2037\u2038\u2039\u203a\u203d\u2044\u204e\u2052"
+    "\u2053\u2060\u20e5\u2212\u2215\u2216\u2217\u2223\u2236\u223c\u2264\u2265\u2266\u2267\u2303"
+    "\u2329\u232a\u266f\u2731\u2758\u2762\u27e6\u27e8\u27e9\u2983\u2984\u3003\u3008\u3009\u301b"
+    "\u301c\u301d\u301e\ufeff")
+# Control, format, separator, surrogate and unassigned characters are never written raw.
+_RAW_UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+# `# ` and `# [` start comments in a query; `\"` after a backslash fools the command splitter
+# (QueryTokenizer.parseCommands counts at most one escaping backslash). Regexes spell them out.
+_HAZARD = re.compile(r'#[\s\[]|\\"')
+_REGEX_META = set("\\.[]{}()*+?^$|")
+_NUMERIC = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\z"   # evaluate.number, in Java
+
+
+class PipeSearch(Backend):
+    name = "pipesearch"
+    default_options = {"table": None, "duration": None}
+
+    def filters(self) -> dict:
+        return {"field": self.field, "lit": literal, "plain": plain, "re_lit": regex_literal,
+                "java_re": java_regex, "glob_re": glob_regex, "want": want, "caseless": caseless,
+                "num": number, "network": network,
+                "all_plain": lambda values: all(map(plain, values))}
+
+    def template_globals(self) -> dict:
+        return {"enrichment": self.enrichment, "NUMERIC": _NUMERIC}
+
+    def table(self) -> str:
+        name = super().table()
+        if not re.fullmatch(r"(\w+:)?[\w*.-]+", name):
+            raise RuleError(f"pipesearch: {name!r} is not a table name", kind="option")
+        duration = self.options.get("duration")
+        if duration and not re.fullmatch(r"\d+(mon|[wdhms])", str(duration)):
+            raise RuleError(f"pipesearch: duration {duration!r} must look like 10m, 1h, 7d, 1mon", kind="option")
+        return name
+
+    def render(self, query, parent=None):
+        m = self.macros
+        if isinstance(query, Not):
+            arg = query.arg
+            # exists/null never yield null, so their negation is the opposite test.
+            if isinstance(arg, Match) and arg.op in (Op.EXISTS, Op.NULL):
+                return self.render(Match(arg.field, Op.EXISTS, arg.op is Op.NULL or not arg.value), parent)
+            return m.not_(self.render(arg))             # not(...) brings its own parentheses
+        if isinstance(query, Or):
+            parts = self._render_or_args(query.args)    # may fold into one in(...)
+            text = m.or_(parts)
+            return m.group(text) if len(parts) > 1 and parent not in (None, Or) else text
+        return super().render(query, parent)
+
+    # --- fields --------------------------------------------------------------------------------
+    def field(self, m) -> str:
+        """The expression reading a Match's field (or a field name, for fieldref's other side)."""
+        name, op = (m, None) if isinstance(m, str) else (m.field, m.op)
+        if name is None:
+            keywords = self.mapping.extra.get("pipesearch", {}).get("keywords")
+            if not keywords:
+                raise Unsupported("pipesearch: keywords need a raw-text field; set pipesearch.keywords "
+                                  "in the mapping", kind="keywords")
+            return identifier(keywords)
+        t = self.resolve(name)
+        if t.element is not None:
+            raise Unsupported(f"pipesearch: {name} is inside the array {t.column}; a search expression "
+                              "cannot test its elements", kind="array")
+        if t.type == "json" and op not in (Op.EXISTS, Op.NULL):
+            raise Unsupported(f"pipesearch: {name} is the map {t.column}; Logpresso compares a map as "
+                              "Java text, not as JSON", kind="map")
+        expr = identifier(t.column)
+        for key in t.json_path:
+            expr = f"valueof({expr}, {literal(key)})"
+        # toString() of an IP value is "/1.2.3.4"; string() gives "1.2.3.4".
+        return f"string({expr})" if t.type == "ip" else expr
+
+    # --- enrichment: eval / rename / fields / message per logsource (and eventName) -----------
+    def enrichment(self, rule) -> dict:
+        """The mapping's `pipesearch.enrich` section, overlaid by `pipesearch.enrich_by.values`
+        for the value the rule requires of `enrich_by.field` (e.g. eventName: CreateUser)."""
+        section = self.mapping.extra.get("pipesearch", {}) if self.mapping else {}
+        base = section.get("enrich") or {}
+        out = {"eval": dict(base.get("eval") or {}), "rename": dict(base.get("rename") or {}),
+               "fields": list(base.get("fields") or []), "message": base.get("message")}
+        by = section.get("enrich_by") or {}
+        value = required_value(rule.query, by.get("field")) if by else None
+        entry = next((v for k, v in (by.get("values") or {}).items()
+                      if value is not None and str(k).lower() == value.lower()), None) or {}
+        out["eval"].update(entry.get("eval") or {})
+        out["rename"].update(entry.get("rename") or {})
+        out["fields"] = list(entry.get("fields") or out["fields"])
+        out["message"] = entry.get("message") or out["message"] or rule.title
+        for name in [*out["eval"], *out["rename"], *out["rename"].values(), *out["fields"]]:
+            if not _TOKEN.fullmatch(str(name)):
+                raise RuleError(f"pipesearch enrichment: {name!r} is not a plain field name", kind="mapping")
+        return out
+
+    def message(self, rule) -> str:
+        """The alert message template ($field placeholders) for a rule."""
+        self.mapping = self.mapping_for(rule)
+        return self.enrichment(rule)["message"]
+
+    def output_fields(self, rule) -> list:
+        """The output field order for a rule (empty: all fields)."""
+        self.mapping = self.mapping_for(rule)
+        return self.enrichment(rule)["fields"]
+
+
+def required_value(query, field):
+    """The one string a query requires `field` to equal (a top-level conjunct), or None."""
+    if not field:
+        return None
+    parts = query.args if isinstance(query, And) else (query,)
+    found = {m.value for m in parts if isinstance(m, Match) and m.op is Op.EQ
+             and isinstance(m.value, str) and (m.field or "").lower() == field.lower()}
+    return found.pop() if len(found) == 1 else None
+
+
+# --- escaping: every value reaches the query text through one of these ---------------------
+
+def raw_ok(value: str) -> bool:
+    """True if `value` can sit inside a "..." literal unchanged by the parser's rewrites."""
+    return (unicodedata.normalize("NFC", value) == value and not _HAZARD.search(value)
+            and not any(c in _REWRITTEN or unicodedata.category(c) in _RAW_UNSAFE_CATEGORIES
+                        for c in value))
+
+
+def literal(value) -> str:
+    """A string literal that decodes to `value`: only \\ and \" are escaped, as the parser
+    knows no other escape (ExpressionParser.findClosingQuote)."""
+    value = str(value)
+    if not raw_ok(value):
+        raise Unsupported(f"pipesearch: {value!r} holds characters the Logpresso parser rewrites",
+                          kind="value")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def plain(value) -> bool:
+    """True if `value` can be the right side of == as it is: no `*` (a wildcard there)
+    and nothing the parser rewrites."""
+    return "*" not in value and raw_ok(value)
+
+
+def identifier(name: str) -> str:
+    """A field name: bare when it is one plain token, else field("name")."""
+    if _TOKEN.fullmatch(name) and name.lower() not in _KEYWORDS:
+        return name
+    return f"field({literal(name)})"
+
+
+def want(m: Match) -> str:
+    """The text a Match compares with: folded to lower case unless cased, numbers in JSON form."""
+    value = m.value if isinstance(m.value, str) else text(m.value)
+    return value if m.cased else value.lower()
+
+
+def caseless(value: str) -> bool:
+    """True if lower-casing cannot matter: ASCII without letters (digits, punctuation)."""
+    return value.isascii() and not any(c.isalpha() for c in value)
+
+
+def number(value) -> str:
+    """A number constant in plain decimal: `1e+16` would read as `1e + 16`."""
+    if isinstance(value, int):
+        return str(value)
+    return format(Decimal(repr(value)), "f")
+
+
+def network(value: str) -> tuple:
+    """(address, prefix) of a network as network() returns it: Java getHostAddress(), so IPv6
+    is written in full, lower case, without leading zeros or `::` (Network.java)."""
+    net = ipaddress.ip_network(value)
+    address = net.network_address
+    if address.version == 6:
+        return ":".join(f"{int(h, 16):x}" for h in address.exploded.split(":")), net.prefixlen
+    return str(address), net.prefixlen
+
+
+_CONTROL = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\f": "\\f"}
+
+
+def _char(c: str) -> str:
+    """One character as a Java regex atom that the query parser leaves alone."""
+    if c in _REGEX_META:
+        return "\\" + c
+    if c in _CONTROL:
+        return _CONTROL[c]
+    if not raw_ok(c) or not c.isprintable():
+        return f"\\x{{{ord(c):x}}}" if ord(c) > 0xFFFF else f"\\u{ord(c):04x}"
+    return c
+
+
+def _safe(regex: str) -> str:
+    """A regex fit for a literal: no `"` right after a backslash (parseCommands would take it
+    for the closing quote) and no `# ` or `#[` (comment starts); \\uXXXX is the same character."""
+    regex = regex.replace('\\"', '\\\\u0022')
+    return re.sub(r"#(?=[\s\[])", r"\\u0023", regex)
+
+
+def regex_literal(value: str, start=False, end=False) -> str:
+    """A Java regex matching `value` literally, anchored at the start (^) and/or end (\\z)."""
+    body = "".join(_char(c) for c in value)
+    return _safe(("^" if start else "") + body + ("\\z" if end else ""))
+
+
+def glob_regex(m: Match) -> str:
+    """A GLOB as a Java regex searched with find(): anchored unless it starts/ends with `*`;
+    (?s) so that `*` and `?` cross line breaks, as Sigma's do."""
+    parts = [p for p in m.value]
+    start = not (parts and parts[0] is Wild.STAR)
+    end = not (parts and parts[-1] is Wild.STAR)
+    while parts and parts[0] is Wild.STAR:
+        parts.pop(0)
+    while parts and parts[-1] is Wild.STAR:
+        parts.pop()
+    body = "".join(".*" if p is Wild.STAR else "." if p is Wild.ONE
+                   else regex_literal(p if m.cased else p.lower()) for p in parts)
+    flags = "(?s)" if any(isinstance(p, Wild) for p in parts) else ""
+    return _safe(flags + ("^" if start else "") + body + ("\\z" if end else ""))
+
+
+# --- RE2 (the evaluator's flavour) in java.util.regex syntax ----------------------------------
+# RE2 \s is [\t\n\f\r ] and its \d \w \b are ASCII; `$` (without m) is the very end; `.` stops
+# only at \n; (?i) folds Unicode; `[` `&&` inside a class are literal; `{` that is no
+# repetition is literal. Java differs on each (https://docs.oracle.com/javase/8/docs/api/java/util/regex/Pattern.html),
+# so each is spelled out. Constructs without a Java twin raise Unsupported.
+_ESC = re.compile(r"\\(?:x\{[0-9A-Fa-f]+\}|x[0-9A-Fa-f]{2}|[0-7]{1,3}|[pP](?:\{[^}]*\}|.)|.)", re.DOTALL)
+_REPEAT = re.compile(r"\{(\d+)(,(\d*))?\}")
+_GROUP = re.compile(r"\((\?(P?<[A-Za-z0-9_]+>|[imsU-]*:?|))")
+_POSIX = re.compile(r"\[:(\^?)([a-z]+):\]")
+_POSIX_JAVA = {"alnum": "Alnum", "alpha": "Alpha", "ascii": "ASCII", "blank": "Blank", "cntrl": "Cntrl",
+               "digit": "Digit", "graph": "Graph", "lower": "Lower", "print": "Print", "punct": "Punct",
+               "space": "Space", "upper": "Upper", "xdigit": "XDigit"}
+_SPACE = "\\t\\n\\f\\r "
+_WORD_EDGE = {"\\b": "(?:(?<=\\w)(?!\\w)|(?<!\\w)(?=\\w))", "\\B": "(?:(?<=\\w)(?=\\w)|(?<!\\w)(?!\\w))"}
+
+
+def java_regex(pattern: str) -> str:
+    out, i, in_class, dot = [], 0, False, False
+    stack, multiline = [], False          # flag m per open group; `^`/`$` depend on it
+    fold = False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            tok = _ESC.match(pattern, i).group()
+            i += len(tok)
+            out.append(_escape(tok, in_class))
+            continue
+        if in_class:
+            posix = _POSIX.match(pattern, i)
+            if posix:
+                if posix.group(2) not in _POSIX_JAVA and posix.group(2) != "word":
+                    raise Unsupported(f"pipesearch: unknown class {posix.group()}", kind="regex")
+                if fold and posix.group(2) in ("lower", "upper"):
+                    raise Unsupported("pipesearch: [[:lower:]]/[[:upper:]] under (?i) differ in Java", kind="regex")
+                name = "w" if posix.group(2) == "word" else "p{" + _POSIX_JAVA[posix.group(2)] + "}"
+                out.append("\\" + (name.upper() if posix.group(1) and name == "w" else
+                                   ("P" + name[1:] if posix.group(1) else name)))
+                i = posix.end()
+                continue
+            if c == "]":
+                in_class = False
+                out.append(c)
+            else:
+                out.append("\\" + c if c in "[&" else _char(c) if not c.isascii() or not c.isprintable() else c)
+            i += 1
+            continue
+        if c == "[":
+            in_class = True
+            out.append(c)
+            i += 1
+            if pattern.startswith("^", i):
+                out.append("^")
+                i += 1
+            if pattern.startswith("]", i):
+                out.append("\\]")
+                i += 1
+            continue
+        if c == "(":
+            g = _GROUP.match(pattern, i)
+            spec = g.group(1) if g else ""
+            i += len(spec) + 1
+            if spec[1:2] in ("<", "P"):
+                spec = ""                           # a named group: the name is never used
+            flags = spec[1:].rstrip(":")
+            if "U" in flags:
+                raise Unsupported("pipesearch: (?U) (ungreedy) has no Java equivalent", kind="regex")
+            scoped = not spec or spec.endswith(":")
+            if scoped:
+                stack.append((multiline, fold))
+            on, _, off = flags.partition("-")
+            multiline = ("m" in on or multiline) and "m" not in off
+            fold = ("i" in on or fold) and "i" not in off
+            on, off = on.replace("m", "").replace("i", "iu"), off.replace("m", "")
+            java = on + ("-" + off if off else "")
+            if not spec:
+                out.append("(")
+            elif scoped:
+                out.append(f"(?{java}:")
+            else:
+                i += 1                              # the `)` closing (?flags)
+                if java:
+                    out.append(f"(?{java})")
+            continue
+        if c == ")":
+            if stack:
+                multiline, fold = stack.pop()
+            out.append(c)
+        elif c == "{":
+            rep = _REPEAT.match(pattern, i)
+            if rep and (rep.group(3) is None or rep.group(3) == "" or int(rep.group(1)) <= int(rep.group(3))):
+                out.append(rep.group())
+                i += len(rep.group())
+                continue
+            out.append("\\{")
+        elif c == ".":
+            dot = True
+            out.append(c)
+        elif c == "^":
+            out.append("(?:^|(?<=\\n))" if multiline else "^")
+        elif c == "$":
+            out.append("(?=\\n|\\z)" if multiline else "\\z")
+        else:
+            out.append(_char(c) if c == "}" or not c.isascii() or not c.isprintable() else c)
+        i += 1
+    # (?d): only \n ends a line for `.`, as in RE2 (Java also stops at \r, \u0085, \u2028, \u2029).
+    java = "".join(out)
+    if dot:
+        lead = re.match(r"\(\?([a-z]+)\)", java)
+        java = f"(?d{lead.group(1)}){java[lead.end():]}" if lead else "(?d)" + java
+    return _safe(java)
+
+
+def _escape(tok: str, in_class: bool) -> str:
+    body = tok[1:]
+    if body in ("s", "S"):
+        if body == "s":
+            return _SPACE if in_class else f"[{_SPACE}]"
+        return "\\S\\x0B" if in_class else "[\\S\\x0B]"   # Java's \s also holds \x0B
+    if body in ("b", "B"):
+        return "\\x08" if in_class and body == "b" else _WORD_EDGE[tok]
+    if body == "v":
+        return "\\x0B"                   # Java \v is a class of vertical spaces
+    if body == "z" or body == "A":
+        return tok
+    if body[:1] in ("p", "P", "C", "Q", "E") or body == "K":
+        raise Unsupported(f"pipesearch: {tok} in a regex has no exact Java equivalent", kind="regex")
+    if body[:1].isdigit():
+        return f"\\x{{{int(body, 8):x}}}"   # RE2 octal; Java reads \1 as a back-reference
+    if body[:1] == "x":
+        return tok
+    if len(body) == 1 and not body.isascii():
+        return _char(body)
+    if body in '"#':
+        return body
+    if body.isalnum() and body not in "dDwWtnfrax" :
+        raise Unsupported(f"pipesearch: {tok} in a regex has no exact Java equivalent", kind="regex")
+    return tok
