@@ -59,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--table", help="table name (default: the mapping's)")
     convert.add_argument("-o", "--output", metavar="DIR", help="write one file per rule under DIR")
     convert.set_defaults(func=cmd_convert)
+
+    explain = sub.add_parser("explain", help="analyse rules: stages, exclusions, indicators, coverage")
+    _rules_args(explain)
+    explain.add_argument("--catalog", nargs="+", metavar="RULES_DIR",
+                         help="rules to count indicators in and find rules detecting the same action")
+    explain.add_argument("--format", choices=("text", "json"), default="text")
+    explain.set_defaults(func=cmd_explain)
+
+    catalog = sub.add_parser("catalog", help="build a static HTML rule catalog")
+    _rules_args(catalog)
+    catalog.add_argument("-o", "--output", required=True, metavar="SITE", help="folder to write the site into")
+    catalog.set_defaults(func=cmd_catalog)
     return p
 
 
@@ -175,6 +187,40 @@ def cmd_convert(args) -> int:
         sys.stdout.write("".join(f"{query}\n\n" for _, query in outputs))
     print(f"{len(outputs)} converted, {len(failed)} failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+# --- explain and catalog (transpiler/analysis.py, transpiler/catalog.py) ----------------------
+
+def cmd_explain(args) -> int:
+    from .analysis import Corpus, analyze, render_text
+    rules, errors = _load(args)
+    _report(errors)
+    placeholders = _placeholders(args.placeholders) if args.placeholders else None
+    corpus = None
+    if args.catalog:
+        others, bad = load_paths(args.catalog, placeholders)
+        if bad:
+            print(f"catalog: {len(bad)} rule documents with errors left out", file=sys.stderr)
+        corpus = Corpus(others)
+    found = [analyze(r, corpus, placeholders) for r in rules if r.kind == "rule"]
+    if args.format == "json":
+        json.dump([a.as_dict() for a in found], sys.stdout, indent=2, ensure_ascii=False)
+        print()
+    else:
+        sys.stdout.write("\n".join(render_text(a) for a in found))
+    return 1 if errors else 0
+
+
+def cmd_catalog(args) -> int:
+    from .catalog import build
+    start = time.perf_counter()
+    rules, errors = _load(args)
+    _report(errors)
+    placeholders = _placeholders(args.placeholders) if args.placeholders else None
+    stats = build(rules, Path(args.output), placeholders=placeholders, errors=errors)
+    print(f"{stats['rules']} rule pages, {stats['queries']} queries, {stats['unsupported']} unsupported, "
+          f"{len(errors)} rule errors, {time.perf_counter() - start:.2f} s -> {args.output}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def _write_files(folder: Path, outputs, extension: str):
