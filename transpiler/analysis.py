@@ -417,17 +417,17 @@ class Corpus:
     def __init__(self, rules):
         self.rules = [r for r in rules if r.kind == "rule" and r.query is not None]
         self._indicators: dict = {}      # indicator key -> identities of the rules using it
-        self._found: dict = {}           # rule label -> its indicators
-        self._events: dict = {}          # rule label -> its events
+        self._found: dict = {}           # id(rule) -> (rule, its indicators)
+        self._events: dict = {}          # id(rule) -> (rule, its events)
         self._by_event: dict = {}
         for r in self.rules:
             ident = identity(r)
             found = indicators(r)
-            self._found[r.label] = (r, found)
+            self._found[id(r)] = (r, found)
             for ind in found:
                 self._indicators.setdefault(ind.key, set()).add(ident)
             evs = events(r)
-            self._events[r.label] = (r, evs)
+            self._events[id(r)] = (r, evs)
             for e in evs:
                 self._by_event.setdefault((e.family, e.event.lower()), []).append((e, r))
 
@@ -438,13 +438,13 @@ class Corpus:
 
     def indicators_of(self, rule) -> list[Indicator]:
         """The rule's indicators, fresh copies (analyze fills in their counts)."""
-        mine, found = self._found.get(rule.label, (None, None))
+        mine, found = self._found.get(id(rule), (None, None))
         if mine is not rule:
             return indicators(rule)
         return [Indicator(i.field, i.kind, i.value, i.cased) for i in found]
 
     def events_of(self, rule) -> list[Event]:
-        mine, evs = self._events.get(rule.label, (None, None))
+        mine, evs = self._events.get(id(rule), (None, None))
         return evs if mine is rule else events(rule)
 
     def same_action(self, rule, events_) -> list:
@@ -454,7 +454,7 @@ class Corpus:
         for mine in events_:
             for e, other in self._by_event.get((mine.family, mine.event.lower()), ()):
                 if identity(other) != me and e.same_action(mine):
-                    found.setdefault(other.label, other)
+                    found.setdefault(id(other), other)
         return sorted(found.values(), key=lambda r: (r.title.lower(), r.label))
 
 
