@@ -7,18 +7,19 @@ anything failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
+import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-from . import backends, correlation
+from . import backends, batch, correlation, formats
 from .errors import RuleError, TranspileError
 from .events import read_events
+from .formats import write_atomic  # noqa: F401  (kept importable from here)
 from .rule import load_paths
 from .ruleset import RuleSet
 
@@ -52,12 +53,31 @@ def _parser() -> argparse.ArgumentParser:
                        help="event time for correlations (default: eventTime, @timestamp, timestamp, ...)")
     match.set_defaults(func=cmd_match)
 
-    convert = sub.add_parser("convert", help="convert rules into queries for a target")
+    convert = sub.add_parser("convert", help="convert rules into queries or SIEM import files for a target",
+                             epilog=_formats_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     _rules_args(convert)
     convert.add_argument("-t", "--target", required=True, choices=sorted(backends.BACKENDS))
+    convert.add_argument("-f", "--format", metavar="FORMAT",
+                         help="import-file format (listed below); default: the queries alone")
+    convert.add_argument("-O", "--option", action="append", metavar="NAME=VALUE",
+                         help="a format option (listed below); repeat for more")
     convert.add_argument("-m", "--mapping", metavar="FILE", help="field mapping YAML (default: built-in)")
     convert.add_argument("--table", help="table name (default: the mapping's)")
-    convert.add_argument("-o", "--output", metavar="DIR", help="write one file per rule under DIR")
+    convert.add_argument("-o", "--output", metavar="OUT",
+                         help="folder to write into (a one-file format may name the file: OUT.<ext>); "
+                              "default: stdout")
+    pick = convert.add_argument_group("which rules (values of one option are alternatives, options combine)")
+    pick.add_argument("--level", action="append", metavar="LEVEL[+]",
+                      help="informational, low, medium, high, critical; high+ = high or critical")
+    pick.add_argument("--status", action="append", metavar="STATUS",
+                      help="stable, test, experimental, deprecated, unsupported")
+    pick.add_argument("--tag", action="append", metavar="TAG", help="a tag, or a glob such as 'attack.t1136*'")
+    ci = convert.add_argument_group("CI")
+    ci.add_argument("--fail-on", choices=("error", "unsupported", "never"), default="error",
+                    help="exit 1 when a rule failed (error, the default), also when one is unsupported, or never")
+    ci.add_argument("--report", metavar="FILE", help="write a JSON report: counts and every rule's result")
+    ci.add_argument("--junit", metavar="FILE", help="write JUnit XML: one test case per rule")
+    ci.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     convert.set_defaults(func=cmd_convert)
 
     explain = sub.add_parser("explain", help="analyse rules: stages, exclusions, indicators, coverage")
@@ -168,27 +188,113 @@ def _print_rows(rows, fmt):
 # --- convert ----------------------------------------------------------------------------
 
 def cmd_convert(args) -> int:
+    """Convert every rule; write the queries or a format's files; summarise on stderr.
+    read = converted + unsupported + failed; exit status per --fail-on."""
+    start = time.perf_counter()
+    fmt, options = _convert_format(args)
+    keep = batch.selector(args.level, args.status, args.tag)
     rules, errors = _load(args)
-    _report(errors)
     backend = backends.get(args.target)(mapping_file=args.mapping, table=args.table)
-    failed = list(errors)
-    outputs = []
-    for rule in rules:
-        if rule.kind != "rule":
-            continue     # correlations and filters: not converted yet
-        try:
-            outputs.append((rule, backend.convert(rule)))
-        except TranspileError as e:
-            failed.append(e.located(rule.label))
-            print(str(e), file=sys.stderr)
-    if args.output:
-        _write_files(Path(args.output), outputs, getattr(backend, "extension", "txt"))
-    else:
-        sys.stdout.write("".join(f"{query}\n\n" for _, query in outputs))
-    print(f"{len(outputs)} converted, {len(failed)} failed", file=sys.stderr)
-    return 1 if failed else 0
+    progress = batch.Progress(enabled=not args.no_progress)
+    try:
+        with _terminate_as_exit():
+            records, excluded = batch.convert_all(backend, rules, errors, keep, progress, fmt)
+            progress.clear()
+            for r in records:
+                for e in r.errors:
+                    print(str(e), file=sys.stderr)
+            files = _convert_files(args, backend, fmt, options, records)
+            written = _convert_write(args, fmt, files)
+            seconds = time.perf_counter() - start
+            meta = {"target": args.target, "fmt": fmt.name if fmt else None, "seconds": seconds,
+                    "fail_on": args.fail_on}
+            if args.report:
+                batch.write_report(args.report, batch.report_json(
+                    records, output=args.output, excluded=excluded, **meta))
+            if args.junit:
+                batch.write_report(args.junit, batch.report_junit(records, **meta))
+    except KeyboardInterrupt:
+        progress.clear()
+        print("interrupted: no file is left half-written", file=sys.stderr)
+        return 130
+    print(batch.summary_line(records, excluded, seconds, written), file=sys.stderr)
+    return batch.exit_code(records, args.fail_on)
 
 
+def _convert_format(args):
+    """The -f format and its options (-O), or (None, {}) for plain queries."""
+    if not args.format:
+        if args.option:
+            raise TranspileError("-O/--option needs a format (-f)", kind="option")
+        return None, {}
+    found = formats.available(args.target)
+    fmt = found.get(args.format)
+    if fmt is None:
+        raise TranspileError(f"{args.target} has no format {args.format!r}; it has: {', '.join(found) or 'none'}",
+                             kind="option")
+    if fmt.layout.files != "set" and not args.output:
+        raise TranspileError(f"format {fmt.name} writes several files: give a folder with -o", kind="option")
+    return fmt, formats.parse_options(fmt, args.option)
+
+
+def _convert_files(args, backend, fmt, options, records) -> list:
+    """(file name, text, records) for every output file; rendered in memory, before any is written."""
+    if fmt is not None:
+        return formats.Renderer(fmt, args.target, options).files(records)
+    done = [r for r in records if r.result == "converted"]
+    if not args.output:
+        return [("-", "".join(f"{r.query}\n\n" for r in done), done)]
+    names = formats.rule_file_names(done, getattr(backend, "extension", "txt"))
+    return [(name, r.query + "\n", [r]) for name, r in zip(names, done)]
+
+
+def _convert_write(args, fmt, files) -> int | None:
+    """Write the files (stdout when there is no -o); record in each rule where it went."""
+    if not args.output:
+        for _, text, _ in files:
+            sys.stdout.write(text)
+        for _, _, records in files:
+            for r in records:
+                r.outputs.append("-")
+        return None
+    out = Path(args.output)
+    if fmt is not None and fmt.layout.files == "set" and out.name.endswith("." + fmt.extension):
+        out.parent.mkdir(parents=True, exist_ok=True)   # -o all.jsonl: the one file itself
+        files = [(out.name, text, records) for _, text, records in files]
+        out = out.parent
+    formats.write_all(out, files)
+    for name, _, records in files:
+        for r in records:
+            r.outputs.append(str(out / name))
+    return len(files)
+
+
+@contextlib.contextmanager
+def _terminate_as_exit():
+    """SIGTERM (a CI job cancelled) unwinds like Ctrl-C, so temporary files are removed."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:             # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _formats_help() -> str:
+    lines = ["formats (-f); files: one per rule, one for the set, or up to N rules each;",
+             "options (-O name=value) with their defaults:"]
+    for target in sorted(backends.BACKENDS):
+        for name, fmt in formats.available(target).items():
+            layout = fmt.layout
+            files = {"rule": "per rule", "set": "one file"}.get(layout.files, f"{layout.size} a file")
+            opts = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in layout.options.items())
+            lines.append(f"  {target:<10} {name:<14} .{fmt.extension:<6} {files:<10} {opts}".rstrip())
+    return "\n".join(lines)
 # --- explain and catalog (transpiler/analysis.py, transpiler/catalog.py) ----------------------
 
 def cmd_explain(args) -> int:
@@ -221,28 +327,3 @@ def cmd_catalog(args) -> int:
     print(f"{stats['rules']} rule pages, {stats['queries']} queries, {stats['unsupported']} unsupported, "
           f"{len(errors)} rule errors, {time.perf_counter() - start:.2f} s -> {args.output}", file=sys.stderr)
     return 1 if errors else 0
-
-
-def _write_files(folder: Path, outputs, extension: str):
-    folder.mkdir(parents=True, exist_ok=True)
-    used = set()
-    for rule, query in outputs:
-        stem = Path(rule.path).stem + (f"_{rule.doc}" if rule.doc else "")
-        name, n = stem, 1
-        while name in used:          # two rules with one file name in different folders
-            n += 1
-            name = f"{stem}_{n}"
-        used.add(name)
-        write_atomic(folder / f"{name}.{extension}", query + "\n")
-
-
-def write_atomic(path: Path, text: str):
-    """Write through a temporary file and a rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
