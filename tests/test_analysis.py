@@ -165,6 +165,9 @@ def test_attack_tags():
     assert rows["unknown"] == ["T9999"]
     assert [t.shortname for t in tactics][-1] == "unknown"
     assert others == ["attack.g0016"]
+    newer, _ = attack(["attack.stealth", "attack.defense-impairment", "attack.t1685"])   # ATT&CK v19 tags
+    assert [(t.id, t.name, [x["id"] for x in t.techniques]) for t in newer] == [
+        ("", "Defense Impairment", []), ("", "Stealth", []), ("", "Technique not in the ATT&CK table", ["T1685"])]
     alone, _ = attack(["attack.t1136.003"])                          # no tactic tagged: the technique's own
     assert [(t.name, t.id) for t in alone] == [("Persistence", "TA0003")]
 

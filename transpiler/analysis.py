@@ -56,6 +56,7 @@ EVENT_FIELDS = {
 _SERVICE_HOST = re.compile(r"^([^.]+)\.(amazonaws|googleapis)\.com$", re.I)
 _MAX_BRANCHES = 256            # past this many AND-branches, merge them (coverage stays a superset)
 _TECHNIQUE = re.compile(r"^t\d{4}(\.\d{3})?$")
+_TACTIC_LIKE = re.compile(r"^[a-z]+([-_][a-z]+)*$")    # stealth, defense-impairment; not g0016, s0002
 
 
 # --- result types ---------------------------------------------------------------------------
@@ -388,12 +389,16 @@ def attack(tags) -> tuple[list[Tactic], list[str]]:
         if _TECHNIQUE.match(name):
             if name.upper() not in techniques:
                 techniques.append(name.upper())
-        elif name.replace("_", "-") in by_short:
+        elif name.replace("_", "-") in by_short or _TACTIC_LIKE.match(name):
+            # a tactic; one the table does not know (a newer ATT&CK's) keeps its tag's words
             if name.replace("_", "-") not in tactics:
                 tactics.append(name.replace("_", "-"))
         elif tag not in others:
             others.append(tag)
-    rows = {short: Tactic(t["id"], t["name"], short) for short, t in by_short.items() if short in tactics}
+    rows = {}
+    for short in tactics:
+        t = by_short.get(short)
+        rows[short] = Tactic(t["id"], t["name"], short) if t else Tactic("", _words(short), short)
     for tid in techniques:
         entry = table["techniques"].get(tid)
         if entry is None:
@@ -403,10 +408,15 @@ def attack(tags) -> tuple[list[Tactic], list[str]]:
         for home in homes:
             if home not in rows:
                 t = by_short.get(home)
-                rows[home] = Tactic(t["id"], t["name"], home) if t else Tactic("", "Unknown", "unknown")
-            rows[home].techniques.append({"id": tid, "name": entry["name"] if entry else "(not in ATT&CK table)"})
+                rows[home] = Tactic(t["id"], t["name"], home) if t else Tactic("", "Technique not in the ATT&CK table", "unknown")
+            rows[home].techniques.append({"id": tid, "name": entry["name"] if entry else "(not in the ATT&CK table)"})
     order = {t["shortname"]: i for i, t in enumerate(table["tactics"])}
-    return sorted(rows.values(), key=lambda r: order.get(r.shortname, len(order))), others
+    order["unknown"] = len(order) + 1
+    return sorted(rows.values(), key=lambda r: (order.get(r.shortname, len(table["tactics"])), r.shortname)), others
+
+
+def _words(shortname: str) -> str:
+    return " ".join(w.capitalize() if w not in ("and", "of") else w for w in shortname.split("-"))
 
 
 # --- a corpus of rules ----------------------------------------------------------------------

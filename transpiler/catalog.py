@@ -124,7 +124,7 @@ class Site:
 
         facets = {
             "levels": [lv for lv in LEVELS if any(r["level"] == lv for r in rows)],
-            "tactics": [t for t in attack_table()["tactics"] if any(t["shortname"] in r["tactics"] for r in rows)],
+            "tactics": _tactic_facets(rows),
             "logsources": sorted({r["logsource"] for r in rows}),
             "events": sorted({e for r in rows for e in r["event_list"]}, key=str.lower),
         }
@@ -212,6 +212,16 @@ def matrix(rows) -> list[dict]:
                 c["anchor"] = c["id"] not in seen
                 seen.add(c["id"])
     return columns
+
+
+def _tactic_facets(rows) -> list[dict]:
+    """The tactics the rules use: the table's in matrix order, then any the table lacks."""
+    used = {}
+    for row in rows:
+        used.update(zip(row["tactics"], row["tactic_names"]))
+    known = [t for t in attack_table()["tactics"] if t["shortname"] in used]
+    names = {t["shortname"] for t in known}
+    return known + [{"shortname": s, "name": used[s]} for s in sorted(used) if s not in names]
 
 
 def _document_text(text: str, index: int) -> str:
