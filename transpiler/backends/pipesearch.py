@@ -77,10 +77,19 @@ class PipeSearch(Backend):
                 return self.render(Match(arg.field, Op.EXISTS, arg.op is Op.NULL or not arg.value), parent)
             return m.not_(self.render(arg))             # not(...) brings its own parentheses
         if isinstance(query, Or):
-            parts = self._render_or_args(query.args)    # may fold into one in(...)
-            text = m.or_(parts)
-            return m.group(text) if len(parts) > 1 and parent not in (None, Or) else text
-        return super().render(query, parent)
+            ipv4 = [a for a in query.args if isinstance(a, Match) and a.op is Op.CIDR and ":" not in a.value]
+            fields = {a.field for a in ipv4}
+            if len(ipv4) > 1 and len(fields) == 1 and len(ipv4) == len(query.args):
+                text = m.cidr_any(ipv4)                 # one IPv4 test for the whole list
+            else:
+                parts = self._render_or_args(query.args)    # may fold into one in(...)
+                text = m.or_(parts)
+                if len(parts) == 1:
+                    return text
+            return m.group(text) if parent not in (None, Or) else text
+        text = super().render(query, parent)
+        # A leaf written as `x and y` (a guard) is grouped under or; and binds tighter anyway.
+        return m.group(text) if isinstance(query, Match) and parent is Or and " and " in text else text
 
     # --- fields --------------------------------------------------------------------------------
     def field(self, m) -> str:
@@ -93,6 +102,11 @@ class PipeSearch(Backend):
                                   "in the mapping", kind="keywords")
             return identifier(keywords)
         t = self.resolve(name)
+        for array in self.mapping.extra.get("json_arrays", ()):
+            inside = name.lower().startswith(array.lower() + ".")
+            if inside or (name.lower() == array.lower() and op not in (Op.EXISTS, Op.NULL)):
+                raise Unsupported(f"pipesearch: {name} is {'inside ' if inside else ''}the array {array}; "
+                                  "a search expression cannot test its elements", kind="array")
         if t.element is not None:
             raise Unsupported(f"pipesearch: {name} is inside the array {t.column}; a search expression "
                               "cannot test its elements", kind="array")
@@ -198,13 +212,15 @@ def number(value) -> str:
 
 
 def network(value: str) -> tuple:
-    """(address, prefix) of a network as network() returns it: Java getHostAddress(), so IPv6
-    is written in full, lower case, without leading zeros or `::` (Network.java)."""
+    """(address, prefix, covers IPv4-mapped addresses) of a network; the address as network()
+    returns it: Java getHostAddress(), so IPv6 is written in full, lower case, without leading
+    zeros or `::` (Network.java)."""
     net = ipaddress.ip_network(value)
     address = net.network_address
     if address.version == 6:
-        return ":".join(f"{int(h, 16):x}" for h in address.exploded.split(":")), net.prefixlen
-    return str(address), net.prefixlen
+        text = ":".join(f"{int(h, 16):x}" for h in address.exploded.split(":"))
+        return text, net.prefixlen, net.overlaps(ipaddress.ip_network("::ffff:0:0/96"))
+    return str(address), net.prefixlen, False
 
 
 _CONTROL = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\f": "\\f"}
@@ -275,6 +291,12 @@ def java_regex(pattern: str) -> str:
         if c == "\\":
             tok = _ESC.match(pattern, i).group()
             i += len(tok)
+            if tok == "\\Q":                       # \Q...\E: literal text up to \E or the end
+                end = pattern.find("\\E", i)
+                end = len(pattern) if end < 0 else end
+                out.append("".join(_char(c) for c in pattern[i:end]))   # `\Qab\E+` repeats b
+                i = end + 2
+                continue
             out.append(_escape(tok, in_class))
             continue
         if in_class:

@@ -1,0 +1,246 @@
+"""The pipesearch (Logpresso-style) backend: the seed shape, enrichment, and its queries run
+by the interpreter in pipesearch_engine.py against the evaluator."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from caselib import UNSUPPORTED, load_cases, load_expected
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pipesearch_engine import Engine, Java, NotRepresentable, Row, literals, parse
+
+from transpiler.backends.pipesearch import PipeSearch, java_regex
+from transpiler.errors import Unsupported
+from transpiler.evaluate import matches
+from transpiler.nodes import Op
+from transpiler.regex import compile_regex
+from transpiler.rule import load_file, rule_from_dict
+
+RULES = Path(__file__).resolve().parent.parent / "rules"
+needs_java = pytest.mark.skipif(not Java.available(), reason="no JDK (java, javac) on PATH")
+
+SEED_QUERY = """\
+table aws_cloudtrail
+| search lower(event_source) == "iam.amazonaws.com" and lower(event_name) == "createuser" and isnull(error_code)
+| eval target_user = valueof(req_params, "userName")
+| rename account_id as cloud_account, aws_region as cloud_region
+| fields _time, cloud_account, cloud_region, src_ip, user, user_type, event_source, event_name, target_user, user_agent"""
+
+
+def seed_rule(name):
+    rules, errors = load_file(RULES / name)
+    assert not errors and len(rules) == 1
+    return rules[0]
+
+
+def search_of(query: str) -> str:
+    lines = [line for line in query.splitlines() if line.startswith("| search ")]
+    assert len(lines) == 1, query
+    return lines[0][len("| search "):]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    if not Java.available():
+        pytest.skip("no JDK (java, javac) on PATH")
+    java = Java()
+    yield Engine(java)
+    java.close()
+
+
+# --- the seed: shipped Logpresso detection "AWS IAM User Created" ---------------------------------
+
+def test_seed_rule_gives_the_seed_shape():
+    rule = seed_rule("aws_iam_user_created.yml")
+    backend = PipeSearch()
+    assert backend.convert(rule) == SEED_QUERY
+    assert backend.message(rule) == ("AWS IAM account creation: Cloud $cloud_account, Region $cloud_region, "
+                                     "Account $user, New Account $target_user")
+    assert backend.output_fields(rule) == ["_time", "cloud_account", "cloud_region", "src_ip", "user",
+                                           "user_type", "event_source", "event_name", "target_user",
+                                           "user_agent"]
+
+
+def test_enrichment_follows_the_required_event_name():
+    backend = PipeSearch()
+    rule = seed_rule("aws_iam_access_key_creation_attempt.yml")
+    assert "| eval target_user = valueof(req_params, \"userName\")" in backend.convert(rule)
+    assert backend.message(rule).startswith("AWS IAM access key creation:")
+    # A list of event names requires none of them: the log source's default enrichment.
+    doc = {"title": "t", "logsource": {"product": "aws", "service": "cloudtrail"},
+           "detection": {"sel": {"eventName": ["CreateUser", "DeleteUser"]}, "condition": "sel"}}
+    query = backend.convert(rule_from_dict(doc))
+    assert "| eval" not in query and "| rename account_id as cloud_account" in query
+    assert backend.message(rule_from_dict(doc)).startswith("AWS $event_name:")
+
+
+def test_generic_mapping_and_options():
+    doc = {"title": "t", "logsource": {"category": "process_creation", "product": "windows"},
+           "detection": {"sel": {"Image|endswith": "\\cmd.exe"}, "condition": "sel"}}
+    rule = rule_from_dict(doc)
+    assert PipeSearch().convert(rule) == 'table events\n| search lower(Image) == "*\\\\cmd.exe"'
+    assert PipeSearch(table="sys_win", duration="1d").convert(rule).startswith("table duration=1d sys_win\n")
+    assert PipeSearch().message(rule) == "t" and PipeSearch().output_fields(rule) == []
+
+
+def test_field_names_that_are_not_tokens():
+    doc = {"title": "t", "logsource": {"category": "proxy"},
+           "detection": {"sel": {"cs-uri-query|contains": "a", "and": 1}, "condition": "sel"}}
+    assert search_of(PipeSearch().convert(rule_from_dict(doc))) == \
+        'lower(field("cs-uri-query")) == "*a*" and field("and") == "1"'
+
+
+# --- literals: every value decodes back to itself, whatever it holds -------------------------------
+
+HOSTILE = st.lists(st.sampled_from(list('ab*?\\"#[] |,()=\t\n\r\x00\u2013\u2014\u2015\u201c\u2212'
+                                        '\u0301e\u00e9\u0130\u212a\U0001f600') + ["$(", "\\\""]),
+                   min_size=1, max_size=10).map("".join)
+OPS = ["", "|contains", "|startswith", "|endswith", "|cased", "|contains|cased"]
+
+
+def _rule(key, value):
+    return rule_from_dict({"title": "t", "logsource": {"category": "test"},
+                           "detection": {"sel": {key: value}, "condition": "sel"}})
+
+
+@given(value=HOSTILE, op=st.sampled_from(OPS))
+@settings(max_examples=300, deadline=None)
+def test_every_literal_decodes_to_the_intended_value(value, op):
+    """The search parses under the documented rules (only \\\\ and \\" escapes, no rewritten
+    characters), has exactly one leaf, and its string decodes to the value or to a regex."""
+    rule = _rule("f" + op, value)
+    try:
+        query = PipeSearch().convert(rule)
+    except Unsupported:
+        return
+    tree = parse(search_of(query))
+    strs, m = literals(tree), rule.query
+    if m.op is Op.EXISTS:
+        assert tree == ("call", "isnotnull", [("field", "f")])
+        return
+    assert len(strs) == 1, query
+    if tree[1] == "==":               # the literal is the value, lower-cased unless cased, in wildcards
+        v = m.value if m.cased else m.value.lower()
+        around = {Op.EQ: "{}", Op.CONTAINS: "*{}*", Op.STARTSWITH: "{}*", Op.ENDSWITH: "*{}"}[m.op]
+        assert strs[0] == around.format(v), query
+    else:                             # a regex: Java must compile it (test below runs it)
+        assert tree[1] == "match", query
+
+
+@needs_java
+@given(value=HOSTILE, op=st.sampled_from(OPS), other=HOSTILE)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_queries_select_what_the_evaluator_selects(engine, value, op, other):
+    rule = _rule("f" + op, value)
+    try:
+        query = PipeSearch().convert(rule)
+    except Unsupported:
+        return
+    tree = parse(search_of(query))
+    mapping = PipeSearch().mapping_for(rule)
+    for s in {value, value.upper(), value.lower(), other, other + value + other, value + other}:
+        event = {"f": s}
+        assert engine.passes(tree, Row(event, mapping)) == matches(rule.query, event), (query, event)
+
+
+# --- the golden cases, run -------------------------------------------------------------------------
+
+def _runnable():
+    expected = load_expected("pipesearch")
+    return [c for c in load_cases() if not c.error and not expected.get(c.id, UNSUPPORTED).startswith(UNSUPPORTED)]
+
+
+@needs_java
+@pytest.mark.parametrize("case", _runnable(), ids=lambda c: c.id)
+def test_golden_case_runs_like_the_evaluator(engine, case):
+    rule = case.rule()
+    backend = PipeSearch()
+    query = backend.convert(rule)
+    tree = parse(search_of(query))
+    mapping = backend.mapping_for(rule)
+    ran = 0
+    for event, want in [(e, True) for e in case.match] + [(e, False) for e in case.no_match]:
+        try:
+            row = Row(event, mapping)
+            got = engine.passes(tree, row)
+        except NotRepresentable:
+            continue                  # e.g. a list: the mapping says one value per field
+        ran += 1
+        assert got == want, f"{case.id}: {query}\nevent {event}: Logpresso {got}, Sigma {want}"
+    if not ran:
+        pytest.skip("no event fits the row model (lists)")
+
+
+# --- regexes: RE2 (the evaluator) and the Java translation agree ----------------------------------
+
+REGEXES = [
+    (r"\s-e(nc?)?\s", ["ps -enc x", "ps\x0b-e\x0bx", "ps\t-e\nx", "ps -x"]),
+    (r"^adm[0-9]+$", ["adm42", "adm42\n", "xadm4"]),
+    (r"a.c", ["abc", "a\nc", "a\rc", "a\u2028c", "a\u0085c"]),
+    (r"(?s)a.c", ["a\nc", "a\rc"]),
+    (r"(?m)^x$", ["a\nx\nb", "x\r\n", "ax", "x\n"]),
+    (r"(?m)^$", ["abc\n", "abc", ""]),
+    (r"(?i)straße", ["STRASSE", "Straße", "STRAßE"]),
+    (r"(?i)k", ["K", "\u212a", "k"]),
+    (r"\bx\b", ["a x b", "\u00e9x", "x\u00e9", "ax"]),
+    (r"\Bx", ["ax", " x", "\u00e9x"]),
+    (r"[[:alpha:]]+\d", ["ab1", "\u00e91", "1"]),
+    (r"[[:^digit:]]x", ["ax", "1x"]),
+    (r"[a[b]c", ["[c", "bc", "ac"]),
+    (r"[]a]+", ["]]", "a"]),
+    (r"[\s,]x", [",x", "\x0bx", " x"]),
+    (r"[^\S]x", [" x", "\x0bx", "ax"]),
+    (r"\Sx", ["\x0bx", "ax", " x"]),
+    (r"a{,3}", ["a{,3}", "aaa"]),
+    (r"a{2}b{1,}c{1,2}", ["aabcc", "abc"]),
+    (r"x{", ["x{", "x"]),
+    (r"\101\0", ["A\x00", "A0"]),
+    (r"\x41\x{1F600}", ["A\U0001f600"]),
+    (r"(?P<name>a)b", ["ab"]),
+    (r"a(?i)b(?-i)c", ["aBc", "aBC", "Abc"]),
+    (r"(?i:a)b", ["Ab", "AB"]),
+    (r'"\\"#', ['"\\"#', '"\\"']),
+    (r"\v", ["\x0b", "\n"]),
+    (r"[&&a]", ["&", "a"]),
+    (r"x$", ["x", "x\n"]),
+    ("\u2013x", ["\u2013x", "-x"]),
+    ("[\u2013-\u2015]y", ["\u2014y", "-y"]),
+    (r"\Qa.b\E+", ["a.b", "axb", "a.bE", "a.bbb", "a.ba.b"]),
+    (r"x\Q*(", ["x*(", "x"]),
+]
+
+
+@needs_java
+@pytest.mark.parametrize("pattern,inputs", REGEXES, ids=[p for p, _ in REGEXES])
+def test_regex_translation_agrees_with_re2(engine, pattern, inputs):
+    try:
+        java = java_regex(pattern)
+    except Unsupported:
+        pytest.skip("unsupported, by design")
+    for s in inputs:
+        want = compile_regex(pattern).search(s) is not None
+        assert engine.java.find(java, s) == want, (pattern, java, s)
+
+
+@needs_java
+@pytest.mark.corpus
+def test_corpus_regexes_translate_and_compile(engine):
+    """Every regex of the Sigma corpora either is refused or compiles in Java and agrees with
+    RE2 on inputs made from its own text."""
+    from conftest import corpus_path
+    from transpiler.nodes import Match, Op, walk
+    from transpiler.rule import load_paths
+
+    rules, _ = load_paths([corpus_path("rules")])
+    patterns = sorted({q.value for r in rules if r.kind == "rule" for q in walk(r.query)
+                       if isinstance(q, Match) and q.op is Op.RE})
+    assert len(patterns) > 100
+    for pattern in patterns:
+        try:
+            java = java_regex(pattern)
+        except Unsupported:
+            continue
+        literal = "".join(c for c in pattern if c.isalnum() or c in " -/\\.:")
+        for s in ("", literal, literal.upper(), " " + literal + "\n", pattern):
+            assert engine.java.find(java, s) == (compile_regex(pattern).search(s) is not None), (pattern, java, s)
