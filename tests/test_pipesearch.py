@@ -244,3 +244,24 @@ def test_corpus_regexes_translate_and_compile(engine):
         literal = "".join(c for c in pattern if c.isalnum() or c in " -/\\.:")
         for s in ("", literal, literal.upper(), " " + literal + "\n", pattern):
             assert engine.java.find(java, s) == (compile_regex(pattern).search(s) is not None), (pattern, java, s)
+
+
+@needs_java
+@given(values=st.lists(HOSTILE, min_size=1, max_size=3), op=st.sampled_from(OPS + ["|windash|contains", "|cidr"]),
+       others=st.lists(HOSTILE, max_size=3))
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_value_lists_select_what_the_evaluator_selects(engine, values, op, others):
+    """Lists fold into in(), [classes] (windash) or one network test: still exact."""
+    if op == "|cidr":
+        values = [f"10.{len(v)}.0.0/16" for v in values]
+        others = others + ["10.1.2.3", "::ffff:10.1.2.3", "10.2.0.9"]
+    rule = _rule("f" + op, ["-" + v for v in values] if "windash" in op else values)
+    try:
+        query = PipeSearch().convert(rule)
+    except Unsupported:
+        return
+    tree = parse(search_of(query))
+    mapping = PipeSearch().mapping_for(rule)
+    for s in {*values, *(v.upper() for v in values), *others, "x /" + values[0] + " y", "\u2014" + values[0]}:
+        event = {"f": s}
+        assert engine.passes(tree, Row(event, mapping)) == matches(rule.query, event), (query, event)

@@ -43,6 +43,7 @@ _RAW_UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 # (QueryTokenizer.parseCommands counts at most one escaping backslash). Regexes spell them out.
 _HAZARD = re.compile(r'#[\s\[]|\\"')
 _REGEX_META = set("\\.[]{}()*+?^$|")
+_STRING_OPS = (Op.EQ, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH)
 _NUMERIC = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\z"   # evaluate.number, in Java
 
 
@@ -53,8 +54,7 @@ class PipeSearch(Backend):
     def filters(self) -> dict:
         return {"field": self.field, "lit": literal, "plain": plain, "re_lit": regex_literal,
                 "java_re": java_regex, "glob_re": glob_regex, "want": want, "caseless": caseless,
-                "num": number, "network": network,
-                "all_plain": lambda values: all(map(plain, values))}
+                "num": number, "network": network, "pattern": pattern, "char_classes": char_classes}
 
     def template_globals(self) -> dict:
         return {"enrichment": self.enrichment, "NUMERIC": _NUMERIC}
@@ -77,19 +77,51 @@ class PipeSearch(Backend):
                 return self.render(Match(arg.field, Op.EXISTS, arg.op is Op.NULL or not arg.value), parent)
             return m.not_(self.render(arg))             # not(...) brings its own parentheses
         if isinstance(query, Or):
-            ipv4 = [a for a in query.args if isinstance(a, Match) and a.op is Op.CIDR and ":" not in a.value]
-            fields = {a.field for a in ipv4}
-            if len(ipv4) > 1 and len(fields) == 1 and len(ipv4) == len(query.args):
-                text = m.cidr_any(ipv4)                 # one IPv4 test for the whole list
-            else:
-                parts = self._render_or_args(query.args)    # may fold into one in(...)
-                text = m.or_(parts)
-                if len(parts) == 1:
-                    return text
+            parts = self._or_parts(query.args)
+            text = m.or_(parts)
+            if len(parts) == 1:
+                return text
             return m.group(text) if parent not in (None, Or) else text
         text = super().render(query, parent)
         # A leaf written as `x and y` (a guard) is grouped under or; and binds tighter anyway.
         return m.group(text) if isinstance(query, Match) and parent is Or and " and " in text else text
+
+    def _or_parts(self, args) -> list:
+        """An Or's children, with tests of one field folded: variants that differ in single
+        characters (windash: -, /, en dash ...) into one match() with [classes], other string
+        tests (exact, prefix, suffix, substring) into one in(lower(f), "a", "b*", "*c*"), IPv4
+        networks into one cidr_any. Order of first appearance is kept: deterministic output."""
+        strings = {}
+        for a in args:
+            if isinstance(a, Match) and a.field and a.op in _STRING_OPS and isinstance(a.value, str):
+                strings.setdefault((a.field, a.op, a.cased), []).append(a)
+        folded = {id(a): ("match_any", k) for k, ms in strings.items() if char_classes(ms) for a in ms}
+
+        def key(a):
+            if id(a) in folded:
+                return folded[id(a)]
+            if not isinstance(a, Match) or a.field is None or a.cased:
+                return None
+            if a.op in _STRING_OPS and isinstance(a.value, str) and plain(want(a)):
+                return "in_", a.field
+            if a.op is Op.CIDR and ":" not in a.value:
+                return "cidr_any", a.field
+            return None
+        groups: dict = {}
+        for a in args:
+            if key(a):
+                groups.setdefault(key(a), []).append(a)
+        parts, done = [], set()
+        for a in args:
+            k = key(a)
+            if k and len(groups[k]) > 1:
+                if k not in done:
+                    done.add(k)
+                    text = getattr(self.macros, k[0])(groups[k])
+                    parts.append(self.macros.group(text) if " and " in text and len(args) > len(groups[k]) else text)
+                continue
+            parts.append(self.render(a, Or))
+        return parts
 
     # --- fields --------------------------------------------------------------------------------
     def field(self, m) -> str:
@@ -184,6 +216,30 @@ def plain(value) -> bool:
     """True if `value` can be the right side of == as it is: no `*` (a wildcard there)
     and nothing the parser rewrites."""
     return "*" not in value and raw_ok(value)
+
+
+def pattern(m: Match) -> str:
+    """A plain string test as the right side of == or an in() item: v, v*, *v or *v*."""
+    return {Op.EQ: "{}", Op.CONTAINS: "*{}*", Op.STARTSWITH: "{}*", Op.ENDSWITH: "*{}"}[m.op].format(want(m))
+
+
+def char_classes(ms) -> str | None:
+    """One regex for tests (one field, op, case) whose values are every combination of a few
+    single-character choices, e.g. |windash's `-a`, `/a`, `\u2013a`, ...: `[-/\u2013...]a`.
+    None unless they are, and unless a choice needs a regex anyway (else in() reads better)."""
+    values = list(dict.fromkeys(want(m) for m in ms))
+    if len(values) < 2 or len({len(v) for v in values}) > 1 or all(map(plain, values)):
+        return None
+    columns = [list(dict.fromkeys(chars)) for chars in zip(*values)]
+    size = 1
+    for col in columns:
+        size *= len(col)
+    if size != len(values):
+        return None
+    body = "".join(_char(col[0]) if len(col) == 1 else "[" + "".join(
+        "\\" + c if c in "\\[]^-&" else _char(c) for c in col) + "]" for col in columns)
+    op = ms[0].op
+    return _safe(("^" if op in (Op.EQ, Op.STARTSWITH) else "") + body + ("\\z" if op in (Op.EQ, Op.ENDSWITH) else ""))
 
 
 def identifier(name: str) -> str:
