@@ -79,9 +79,9 @@ def _split(values) -> list[str]:
 
 # --- converting --------------------------------------------------------------------------------
 
-def convert_all(backend, rules, load_errors, keep=None, progress=None, fmt=None) -> tuple[list, int]:
+def convert_all(backend, rules, load_errors, keep=None, progress=None) -> tuple[list, int]:
     """A Record per document (load errors included), in path order; and how many rules the
-    filters left out. `fmt` (a formats.Format) may refuse queries its target cannot take."""
+    filters left out."""
     by_doc: dict = {}
     for e in load_errors:             # one record per document, however many errors it has
         key = _where(e.path)
@@ -90,7 +90,7 @@ def convert_all(backend, rules, load_errors, keep=None, progress=None, fmt=None)
     chosen = [r for r in rules if keep is None or keep(r)]
     excluded = len(rules) - len(chosen)
     for i, rule in enumerate(chosen):
-        records.append(convert_one(backend, rule, fmt))
+        records.append(convert_one(backend, rule))
         if progress is not None:
             progress.update(i + 1, len(chosen))
     records.sort(key=lambda r: (r.path, r.doc))
@@ -105,7 +105,7 @@ def _where(label) -> tuple[str, int]:
     return (head, int(tail)) if sep and tail.isdigit() else (label, 0)
 
 
-def convert_one(backend, rule, fmt=None) -> Record:
+def convert_one(backend, rule) -> Record:
     record = Record(rule.path, rule.doc, rule)
     if rule.kind in NOT_YET:
         record.result = "unsupported"
@@ -129,13 +129,17 @@ def convert_one(backend, rule, fmt=None) -> Record:
         record.errors.append(TranspileError(f"internal error: {type(e).__name__}: {e}", path=rule.label,
                                             kind="internal"))
         return record
-    problem = fmt.limit_problem(record.query) if fmt is not None else None
-    if problem:
-        record.result = "unsupported"
-        record.errors.append(Unsupported(problem, path=rule.label, kind="unsupported"))
-    else:
-        record.result = "converted"
+    record.result = "converted"
     return record
+
+
+def apply_limits(records, fmt):
+    """A query longer than the format's target accepts makes its rule unsupported there."""
+    for r in records:
+        problem = fmt.limit_problem(r.query) if r.result == "converted" else None
+        if problem:
+            r.result = "unsupported"
+            r.errors.append(Unsupported(problem, path=r.label, kind="too-long"))
 
 
 def _table(backend):

@@ -198,8 +198,10 @@ def cmd_convert(args) -> int:
     progress = batch.Progress(enabled=not args.no_progress)
     try:
         with _terminate_as_exit():
-            records, excluded = batch.convert_all(backend, rules, errors, keep, progress, fmt)
+            records, excluded = batch.convert_all(backend, rules, errors, keep, progress)
             progress.clear()
+            if fmt is not None:
+                batch.apply_limits(records, fmt)
             for r in records:
                 for e in r.errors:
                     print(str(e), file=sys.stderr)

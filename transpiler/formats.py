@@ -11,9 +11,11 @@ Deterministic bytes: rules in load order (sorted paths), ids derived from the Si
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -280,7 +282,12 @@ def pascal(name: str) -> str:
     return "".join(word[:1].upper() + word[1:] for word in re.split(r"[\s_-]+", str(name)))
 
 
-FILTERS = {"json": to_json, "arm": arm, "yaml_block": yaml_block, "comment": comment, "clip": clip,
+def lookup(value, table: dict):
+    """table[value] when there is one, else value (renames, such as tactic aliases)."""
+    return table.get(value, value)
+
+
+FILTERS = {"lookup": lookup, "json": to_json, "arm": arm, "yaml_block": yaml_block, "comment": comment, "clip": clip,
            "iso_duration": iso_duration, "pascal": pascal}
 
 
@@ -338,16 +345,31 @@ def rule_file_names(records, extension: str) -> list[str]:
 
 def write_atomic(path: Path, text: str):
     """Write through a temporary file in the same folder and a rename: readers, and a run
-    killed halfway, never see half a file."""
+    stopped halfway (Ctrl-C, SIGTERM), never see half a file nor a leftover temporary file.
+    Those signals wait until the file is whole or gone; only SIGKILL can leave a .tmp."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with _signals_deferred():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM back (they are delivered at the end), where the OS can."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def write_all(folder: Path, files) -> list[Path]:
