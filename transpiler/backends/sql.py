@@ -94,6 +94,7 @@ class Sql(Backend):
     def __init__(self, mapping_file=None, **options):
         super().__init__(self._optional_mapping(mapping_file), **options)
         self._dialect = _Macros()
+        self._leaves: dict = {}
 
     def _optional_mapping(self, mapping_file):
         """`-m security-lake`: a mapping shipped in templates/<dialect>/mappings/optional/."""
@@ -115,10 +116,14 @@ class Sql(Backend):
         return self._dialect
 
     def render(self, query, parent=None):
+        if isinstance(query, Match):
+            return self.leaf(query.op.value, query)
         if isinstance(query, Not):
             arg = query.arg
             if isinstance(arg, Match) and arg.op in (Op.EXISTS, Op.NULL):   # not exists = null
-                return self.macros.exists(Match(arg.field, Op.EXISTS, arg.op is Op.NULL))
+                return self.leaf("exists", Match(arg.field, Op.EXISTS, arg.op is Op.NULL))
+            if isinstance(arg, Not):   # NULL where the inner test is NULL: "no match", as not-not
+                return self.render(arg.arg, parent)
             return self.macros.not_(self.render(arg))   # inside COALESCE(): no parentheses
         if isinstance(query, Or):
             parts = self._render_or_args(query.args)
@@ -127,6 +132,28 @@ class Sql(Backend):
             text = self.macros.or_(parts)
             return self.macros.group(text) if parent not in (None, Or) else text
         return super().render(query, parent)
+
+    def leaf(self, name: str, m):
+        """macro `name`(m, x) on the field's value x, or on each element of a list (any one may
+        match). exists, null and fieldref take only m: they look at the field's place
+        themselves. m is a Match, or for in_ a tuple of them. Memoized: rules repeat values."""
+        key = (id(self.mapping), name, m)
+        done = self._leaves.get(key)
+        if done is not None:
+            return done
+        macro, d = self._macro(name), self.macros
+        if name in ("exists", "null", "fieldref"):
+            done = macro(m)
+        else:
+            p = self.place(m[0].field if isinstance(m, tuple) else m.field)
+            if p.kind == "list":
+                done = d.any_(p.expr, "x", macro(m, d.text(p.item, p.type)))
+            elif p.kind == "json":
+                done = macro(m, d.json_scalar(p.expr, p.path))
+            else:
+                done = macro(m, d.text(p.expr, p.type))
+        self._leaves[key] = done
+        return done
 
     def _render_or_args(self, args) -> list[str]:
         """An Or's children, equalities on one field (numbers too) folded into one in_()."""
@@ -140,7 +167,7 @@ class Sql(Backend):
             if key is not None and len(groups[key]) > 1:
                 if key not in done:
                     done.add(key)
-                    parts.append(self.macros.in_(groups[key]))
+                    parts.append(self.leaf("in_", tuple(groups[key])))
                 continue
             parts.append(self.render(a, Or))
         return parts
@@ -184,6 +211,9 @@ class Sql(Backend):
 class Athena(Sql):
     name = "athena"
 
+    def filters(self) -> dict:
+        return {**super().filters(), "regex": java_regex}
+
     def json_path(self, keys) -> str:
         # Trino's JSONPath for json_extract*: $.key, or $["key"] for any other key; the quoted
         # form has no escape for `"` (https://trino.io/docs/current/functions/json.html#json-extract).
@@ -202,7 +232,8 @@ class DuckDB(Sql):
     name = "duckdb"
 
     def filters(self) -> dict:
-        return {**super().filters(), "ipv4_range": ipv4_range}
+        # DuckDB's regexp_matches is RE2 with RE2's defaults, like the evaluator (regex.py).
+        return {**super().filters(), "ipv4_range": ipv4_range, "regex": str}
 
     def json_path(self, keys) -> str:
         # $.a.b for plain keys, else a JSON Pointer, which can spell any key: ~ is ~0, / is ~1
@@ -274,8 +305,82 @@ def folds(ms) -> bool:
 def _folds(m: Match) -> bool:
     if m.cased and (m.op is not Op.EQ or isinstance(m.value, str)):   # numbers ignore cased
         return False
-    value = like_pattern(m) if m.op in (Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.GLOB) else needle(m)
-    return not (value.isascii() and not any(c.isalpha() for c in value))
+    if m.op is Op.GLOB:
+        value = "".join(p for p in m.value if isinstance(p, str))
+    else:
+        value = m.value if isinstance(m.value, str) else text(m.value)
+    return not (value.isascii() and value.lower() == value.upper())
+
+
+# RE2 (the evaluator's regex engine) -> Trino's Java pattern syntax with the same meaning
+# (https://trino.io/docs/current/functions/regexp.html: Java syntax; (?i) is Unicode-aware;
+# with (?m) only a line feed ends a line; (?u) and (?d) are refused).
+_RE_TOKEN = re.compile(r"\\(?:Q.*?(?:\\E|\Z)|[pP](?:\{[^}]*\}|.)|x(?:\{[^}]*\}|[0-9A-Fa-f]{2})|[0-7]{1,3}|.)",
+                       re.DOTALL)
+_RE_FLAGS = re.compile(r"\(\?([a-zA-Z-]*)[:)]")
+_RE_REPEAT = re.compile(r"\{\d+(,\d*)?\}")
+_JAVA_ESCAPES = {
+    "\\s": "[\\t\\n\\f\\r ]", "\\S": "[^\\t\\n\\f\\r ]",   # Java's \s also takes \x0B
+    "\\v": "\\x0B",                                         # Java's \v is any vertical space
+}
+
+
+def java_regex(p: str) -> str:
+    r"""An RE2 pattern in Java syntax: \s and \v spelled out, `$` (without (?m)) as \z since
+    Java's also matches before a final line break, octal escapes as \x{..} (Java reads \1
+    as a back-reference), `[` and `&` escaped inside classes (Java nests and intersects),
+    a `{` that starts no repetition escaped, (?P<name> as (?<name>."""
+    lead = _RE_FLAGS.match(p)
+    multiline = bool(lead and lead.group(0).endswith(")") and "m" in lead.group(1))
+    out, i, in_class = [], 0, False
+    while i < len(p):
+        c = p[i]
+        if c == "\\":
+            token = _RE_TOKEN.match(p, i)
+            if token is None:
+                raise Unsupported("athena: the regex ends with a lone backslash", kind="regex")
+            tok = token.group()
+            i += len(tok)
+            if tok == "\\C" or (in_class and tok[:2] in ("\\Q", "\\S")):
+                raise Unsupported(f"athena: {tok[:2]} in this place of a regex has no Java equivalent", kind="regex")
+            if in_class and tok == "\\s":
+                out.append("\\t\\n\\f\\r ")
+            elif tok[1:].isdigit():
+                out.append(f"\\x{{{int(tok[1:], 8):x}}}")
+            else:
+                out.append(_JAVA_ESCAPES.get(tok, tok))
+            continue
+        if in_class:
+            if p.startswith("[:", i):
+                raise Unsupported("athena: POSIX classes such as [:alpha:] are not Java regex syntax", kind="regex")
+            in_class = c != "]"
+            out.append("\\[" if c == "[" else "\\&" if c == "&" else c)
+            i += 1
+            continue
+        if c == "[":
+            in_class = True
+            out.append(c)
+            i += 1
+            for lead_char in ("^", "]"):
+                if p.startswith(lead_char, i):
+                    out.append(lead_char if lead_char == "^" else "\\]")
+                    i += 1
+            continue
+        flags = _RE_FLAGS.match(p, i) if c == "(" else None
+        if flags:
+            if "U" in flags.group(1) or ("m" in flags.group(1) and i > 0):
+                raise Unsupported(f"athena: the regex flags {flags.group(0)!r} have no Java equivalent here",
+                                  kind="regex")
+        if p.startswith("(?P<", i):
+            out.append("(?<")
+            i += 4
+            continue
+        if c == "{" and not _RE_REPEAT.match(p, i):   # RE2 reads a `{` that is no repetition as itself
+            out.append("\\{")
+        else:
+            out.append("\\z" if c == "$" and not multiline else c)
+        i += 1
+    return "".join(out)
 
 
 def ipv4_range(network: str) -> tuple[int, int]:
