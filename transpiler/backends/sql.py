@@ -77,10 +77,11 @@ class _Macros:
     def __init__(self):
         self.modules = ()
 
-    def __getattr__(self, name):
+    def __getattr__(self, name):   # only on a first lookup: the macro is then kept as an attribute
         for module in self.__dict__["modules"]:
             macro = getattr(module, name, None)
             if macro is not None:
+                setattr(self, name, macro)
                 return macro
         raise AttributeError(name)
 
@@ -94,7 +95,8 @@ class Sql(Backend):
     def __init__(self, mapping_file=None, **options):
         super().__init__(self._optional_mapping(mapping_file), **options)
         self._dialect = _Macros()
-        self._leaves: dict = {}
+        self._leaves: dict = {}     # memo: (mapping, macro, Match) -> text
+        self._places: dict = {}     # memo: (mapping, field, var) -> Place
 
     def _optional_mapping(self, mapping_file):
         """`-m security-lake`: a mapping shipped in templates/<dialect>/mappings/optional/."""
@@ -146,12 +148,12 @@ class Sql(Backend):
             done = macro(m)
         else:
             p = self.place(m[0].field if isinstance(m, tuple) else m.field)
-            if p.kind == "list":
-                done = d.any_(p.expr, "x", macro(m, d.text(p.item, p.type)))
-            elif p.kind == "json":
+            if p.kind == "json":
                 done = macro(m, d.json_scalar(p.expr, p.path))
             else:
-                done = macro(m, d.text(p.expr, p.type))
+                x = p.item if p.kind == "list" else p.expr
+                x = x if p.type in ("string", "json") else d.text(x, p.type)
+                done = macro(m, x) if p.kind != "list" else d.any_(p.expr, "x", macro(m, x))
         self._leaves[key] = done
         return done
 
@@ -184,6 +186,12 @@ class Sql(Backend):
 
     # --- where a field is -------------------------------------------------------------------
     def place(self, field, var="x") -> Place:
+        key = (id(self.mapping), field, var)
+        if key not in self._places:
+            self._places[key] = self._place(field, var)
+        return self._places[key]
+
+    def _place(self, field, var) -> Place:
         extra = self.mapping.extra
         if field is None:
             if "keywords" not in extra:
