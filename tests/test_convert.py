@@ -387,6 +387,35 @@ def test_multi_file_format_needs_a_folder(rules, capsys):
     assert "give a folder with -o" in capsys.readouterr().err
 
 
+def test_several_files_need_a_folder_not_a_file_name(rules, tmp_path, capsys):
+    assert run(rules, "-t", "kql", "-f", "sentinel_arm", "-o", tmp_path / "rules.json") == 2
+    assert not (tmp_path / "rules.json").exists()
+
+
+def test_sentinel_for_a_table_without_entity_columns(tmp_path):
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "proc.yml").write_text("title: Whoami\nlevel: low\nlogsource: {product: windows, category: process_creation}\n"
+                                "detection: {sel: {Image|endswith: '\\\\whoami.exe'}, condition: sel}\n")
+    run(d, "-t", "kql", "-f", "sentinel", "-o", tmp_path / "y", "--table", "DeviceProcessEvents")
+    doc = yaml.safe_load((tmp_path / "y" / "proc.yaml").read_text())
+    assert doc["requiredDataConnectors"] == [] and "entityMappings" not in doc
+    assert doc["query"].startswith("DeviceProcessEvents\n")
+    run(d, "-t", "kql", "-f", "sentinel_arm", "-o", tmp_path / "a")
+    props = json.loads((tmp_path / "a" / "sentinel_arm-001.json").read_text())["resources"][0]["properties"]
+    assert "entityMappings" not in props and props["tactics"] == [] and props["techniques"] == []
+
+
+def test_placeholders_reach_the_queries(tmp_path):
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "p.yml").write_text("title: p\nlogsource: {product: aws, service: cloudtrail}\n"
+                             "detection: {sel: {userIdentity.userName|expand: '%admins%'}, condition: sel}\n")
+    (tmp_path / "values.yml").write_text("admins: [root, admin]\n")
+    assert run(d, "-t", "athena", "-f", "jsonl", "-o", tmp_path / "a.jsonl", "--placeholders", tmp_path / "values.yml") == 0
+    assert "'root'" in json.loads((tmp_path / "a.jsonl").read_text())["query"]
+
+
 def test_unknown_format(rules, capsys):
     assert run(rules, "-t", "athena", "-f", "sentinel_arm") == 2
     assert "athena has no format 'sentinel_arm'; it has: cloudformation, sql, jsonl" in capsys.readouterr().err

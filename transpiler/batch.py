@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import TranspileError, Unsupported
 from .formats import NAMESPACE, to_json, write_atomic
-from .rule import LEVELS
+from .rule import LEVELS, load_file, rule_files
 
 NOT_YET = {"correlation": "correlation rules are converted by a later issue",
            "filter": "filter documents are converted by a later issue"}
@@ -77,7 +77,20 @@ def _split(values) -> list[str]:
     return [v.strip() for value in values or () for v in value.split(",") if v.strip()]
 
 
-# --- converting --------------------------------------------------------------------------------
+# --- loading and converting ---------------------------------------------------------------------
+
+def load_all(paths, placeholders=None, progress=None):
+    """rule.load_paths, file by file, so that a progress bar can follow."""
+    rules, errors = [], []
+    files = rule_files(paths)
+    for i, f in enumerate(files, 1):
+        got, bad = load_file(f, placeholders)
+        rules.extend(got)
+        errors.extend(bad)
+        if progress is not None:
+            progress.update(i, len(files))
+    return rules, errors
+
 
 def convert_all(backend, rules, load_errors, keep=None, progress=None) -> tuple[list, int]:
     """A Record per document (load errors included), in path order; and how many rules the

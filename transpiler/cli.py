@@ -193,11 +193,14 @@ def cmd_convert(args) -> int:
     start = time.perf_counter()
     fmt, options = _convert_format(args)
     keep = batch.selector(args.level, args.status, args.tag)
-    rules, errors = _load(args)
     backend = backends.get(args.target)(mapping_file=args.mapping, table=args.table)
-    progress = batch.Progress(enabled=not args.no_progress)
+    placeholders = _placeholders(args.placeholders) if args.placeholders else None
+    loading, progress, writing = (batch.Progress(enabled=not args.no_progress, label=label)
+                                  for label in ("loading", "converting", "writing"))
     try:
         with _terminate_as_exit():
+            rules, errors = batch.load_all(args.rules, placeholders, loading)
+            loading.clear()
             records, excluded = batch.convert_all(backend, rules, errors, keep, progress)
             progress.clear()
             if fmt is not None:
@@ -206,7 +209,7 @@ def cmd_convert(args) -> int:
                 for e in r.errors:
                     print(str(e), file=sys.stderr)
             files = _convert_files(args, backend, fmt, options, records)
-            written = _convert_write(args, fmt, files)
+            written = _convert_write(args, fmt, files, writing)
             seconds = time.perf_counter() - start
             meta = {"target": args.target, "fmt": fmt.name if fmt else None, "seconds": seconds,
                     "fail_on": args.fail_on}
@@ -216,7 +219,8 @@ def cmd_convert(args) -> int:
             if args.junit:
                 batch.write_report(args.junit, batch.report_junit(records, **meta))
     except KeyboardInterrupt:
-        progress.clear()
+        for bar in (loading, progress, writing):
+            bar.clear()
         print("interrupted: no file is left half-written", file=sys.stderr)
         return 130
     print(batch.summary_line(records, excluded, seconds, written), file=sys.stderr)
@@ -234,7 +238,7 @@ def _convert_format(args):
     if fmt is None:
         raise TranspileError(f"{args.target} has no format {args.format!r}; it has: {', '.join(found) or 'none'}",
                              kind="option")
-    if fmt.layout.files != "set" and not args.output:
+    if fmt.layout.files != "set" and (not args.output or args.output.endswith("." + fmt.extension)):
         raise TranspileError(f"format {fmt.name} writes several files: give a folder with -o", kind="option")
     return fmt, formats.parse_options(fmt, args.option)
 
@@ -250,7 +254,7 @@ def _convert_files(args, backend, fmt, options, records) -> list:
     return [(name, r.query + "\n", [r]) for name, r in zip(names, done)]
 
 
-def _convert_write(args, fmt, files) -> int | None:
+def _convert_write(args, fmt, files, progress) -> int | None:
     """Write the files (stdout when there is no -o); record in each rule where it went."""
     if not args.output:
         for _, text, _ in files:
@@ -264,7 +268,8 @@ def _convert_write(args, fmt, files) -> int | None:
         out.parent.mkdir(parents=True, exist_ok=True)   # -o all.jsonl: the one file itself
         files = [(out.name, text, records) for _, text, records in files]
         out = out.parent
-    formats.write_all(out, files)
+    formats.write_all(out, files, progress)
+    progress.clear()
     for name, _, records in files:
         for r in records:
             r.outputs.append(str(out / name))
@@ -297,6 +302,8 @@ def _formats_help() -> str:
             opts = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in layout.options.items())
             lines.append(f"  {target:<10} {name:<14} .{fmt.extension:<6} {files:<10} {opts}".rstrip())
     return "\n".join(lines)
+
+
 # --- explain and catalog (transpiler/analysis.py, transpiler/catalog.py) ----------------------
 
 def cmd_explain(args) -> int:

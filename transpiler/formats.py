@@ -372,12 +372,14 @@ def _signals_deferred():
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def write_all(folder: Path, files) -> list[Path]:
-    """Write (name, text) files under folder, each atomically; returns the paths."""
+def write_all(folder: Path, files, progress=None) -> list[Path]:
+    """Write (name, text, ...) files under folder, each atomically; returns the paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text, *_ in files:
+    for i, (name, text, *_) in enumerate(files, 1):
         write_atomic(folder / name, text)
         written.append(folder / name)
+        if progress is not None:
+            progress.update(i, len(files))
     return written
