@@ -73,12 +73,17 @@ def test_like_pattern(op, value, cased, want):
 
 @pytest.mark.parametrize("keys,athena,duck", [
     (("userName",), "$.userName", "$.userName"),
-    (("a", "b_c", "D1"), "$.a.b_c.D1", "$.a.b_c.D1"),
-    (("x-amz-acl",), '$["x-amz-acl"]', "/x-amz-acl"),
-    (("a b", "c/d~"), '$["a b"]["c/d~"]', "/a b/c~1d~0"),
+    (("a", "b_c", "D1"), '$.a["b_c"].D1', "$.a.b_c.D1"),
+    (("x-amz-acl",), '$["x-amz-acl"]', '$."x-amz-acl"'),
+    (("a b", "c/d~", "0"), '$["a b"]["c/d~"]["0"]', '$."a b"."c/d~"."0"'),
+    (('a"b', "c/d~"), None, '/a"b/c~1d~0'),
 ])
 def test_json_paths(keys, athena, duck):
-    assert Athena().json_path(keys) == athena
+    if athena is None:
+        with pytest.raises(Unsupported):
+            Athena().json_path(keys)
+    else:
+        assert Athena().json_path(keys) == athena
     assert DuckDB().json_path(keys) == duck
 
 

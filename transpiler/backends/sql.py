@@ -43,6 +43,7 @@ unpivot using values variadic when where window with
 """.split())
 
 _PLAIN_IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_PLAIN_JSON_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 # Text the evaluator reads as a number (evaluate.number): no NaN, Infinity, hex or digit
 # groups, which the engines' casts to DOUBLE would also accept.
@@ -90,7 +91,6 @@ class Sql(Backend):
     """What Athena and DuckDB share; a dialect sets `name` and its JSON path syntax."""
 
     default_options = {"table": None}
-    json_key = re.compile(r"[A-Za-z0-9_]+")   # keys written plainly in a JSON path
 
     def __init__(self, mapping_file=None, **options):
         super().__init__(self._optional_mapping(mapping_file), **options)
@@ -223,11 +223,12 @@ class Athena(Sql):
         return {**super().filters(), "regex": java_regex}
 
     def json_path(self, keys) -> str:
-        # Trino's JSONPath for json_extract*: $.key, or $["key"] for any other key; the quoted
-        # form has no escape for `"` (https://trino.io/docs/current/functions/json.html#json-extract).
+        # Trino's JSONPath for json_extract*: $.key for letters and digits, $["key"] for any
+        # other key; the quoted form has no escape for `"`
+        # (https://trino.io/docs/current/functions/json.html#json-extract).
         out = ["$"]
         for key in keys:
-            if self.json_key.fullmatch(key):
+            if _PLAIN_JSON_KEY.fullmatch(key) and "_" not in key:
                 out.append(f".{key}")
             elif '"' in key or "\\" in key:
                 raise Unsupported(f"athena: JSON key {key!r} cannot be written in a Trino JSON path")
@@ -244,10 +245,13 @@ class DuckDB(Sql):
         return {**super().filters(), "ipv4_range": ipv4_range, "regex": str}
 
     def json_path(self, keys) -> str:
-        # $.a.b for plain keys, else a JSON Pointer, which can spell any key: ~ is ~0, / is ~1
+        # $.key, $."any key" without `"` or backslash; else a JSON Pointer, which spells any
+        # key (~ is ~0, / is ~1) but reads an all-digit key as an array index
         # (https://duckdb.org/docs/stable/data/json/json_functions#json-extraction-functions).
-        if all(self.json_key.fullmatch(k) for k in keys):
-            return "$." + ".".join(keys)
+        if not any('"' in k or "\\" in k for k in keys):
+            return "$" + "".join(f".{k}" if _PLAIN_JSON_KEY.fullmatch(k) else f'."{k}"' for k in keys)
+        if any(k.isdigit() for k in keys):
+            raise Unsupported(f"duckdb: the JSON path {keys!r} cannot be written for DuckDB")
         return "".join("/" + k.replace("~", "~0").replace("/", "~1") for k in keys)
 
 
