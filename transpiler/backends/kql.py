@@ -1,0 +1,242 @@
+"""KQL for Microsoft Sentinel / Azure Data Explorer: `Table | where <predicate>`.
+
+Every word of KQL is in templates/kql/; this file resolves fields and escapes values.
+Language reference: https://learn.microsoft.com/kusto/query/ (string operators:
+datatypes-string-operators, literals: scalar-data-types/string, regex: regex).
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+
+from ..errors import Unsupported
+from ..evaluate import compile_query, text
+from ..nodes import Match, Not, Op, Or, Wild
+from ..regex import compile_regex
+from ..resources import resource_dir
+from .base import Backend
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Characters written as escapes inside a "..." literal. A raw line break is a syntax error and
+# \t, \n, \r are the only short escapes the parser knows besides \\ \" \' (an unknown escape
+# such as \d is a syntax error), so other control characters, line separators and lone
+# surrogates become \uXXXX (https://learn.microsoft.com/kusto/query/scalar-data-types/string).
+_SHORT = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_RAW_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# Kusto's regex engine is the Rust regex crate (regex.md above): Unicode \d \s \w \b, nested
+# classes and class set operators. The evaluator runs RE2, whose \d \s \w \b are ASCII and
+# whose `[` `&&` `--` `~~` inside a class are literal: these spell RE2's meaning in Rust's syntax.
+_PERL = {"d": "0-9", "w": "0-9A-Za-z_", "s": "\\t\\n\\f\\r "}
+_ESCAPE = re.compile(r"\\(?:[pP](?:\{[^}]*\}|.)|x(?:\{[^}]*\}|[0-9A-Fa-f]{2})|.)", re.DOTALL)
+_POSIX = re.compile(r"\[:\^?[a-z]+:\]")
+MAX_REGEX_GROUPS = 16   # "The maximum number of regex groups is 16." (matches-regex-operator)
+
+
+class Kql(Backend):
+    name = "kql"
+    default_options = {"table": None}
+
+    def __init__(self, mapping_file=None, **options):
+        super().__init__(mapping_file, **options)
+        self._negations = 0   # how many Not nodes enclose the Match being rendered
+
+    def filters(self) -> dict:
+        return {"str": string, "regex": regex, "ident": identifier, "ref": self.reference,
+                "glob": glob, "num": text, "caseless": caseless, "empty_ok": empty_ok,
+                "ipv6": lambda net: ":" in net, "mapped": covers_ipv4_mapped}
+
+    def template_globals(self) -> dict:
+        return {"target": self.target, "negated": lambda: self._negations > 0,
+                "keyword_matches": self.keyword_matches, "with_field": dataclasses.replace}
+
+    # --- the tree walk: track negation (for coalesce) and fold Or lists ------------------------
+    def render(self, query, parent=None):
+        if isinstance(query, Not):
+            arg = query.arg
+            if isinstance(arg, Match) and arg.op in (Op.EXISTS, Op.NULL):   # not exists: null
+                return self.macros.exists(Match(arg.field, Op.EXISTS, arg.op is Op.NULL))
+            self._negations += 1
+            try:
+                return self.macros.not_(self.render(arg))   # not(...) brackets it already
+            finally:
+                self._negations -= 1
+        if isinstance(query, Or):
+            parts = self._render_or_args(query.args)
+            if len(parts) == 1:   # one in_() or cidr_any(): a single predicate
+                return parts[0]
+            text = self.macros.or_(parts)
+            return self.macros.group(text) if parent not in (None, Or) else text
+        return super().render(query, parent)
+
+    def _render_or_args(self, args) -> list[str]:
+        """An Or's children, with equalities on one field folded into in_() and networks of one
+        family on one field into cidr_any(); order of first appearance kept."""
+        def key(a):
+            if isinstance(a, Match) and a.field is not None:
+                if a.op is Op.EQ and not isinstance(a.value, bool):
+                    return "in_", a.field, a.cased or not isinstance(a.value, str)
+                if a.op is Op.CIDR:
+                    return "cidr_any", a.field, ":" in a.value
+            return None
+        groups: dict = {}
+        for a in args:
+            if key(a):
+                groups.setdefault(key(a), []).append(a)
+        parts, done = [], set()
+        for a in args:
+            k = key(a)
+            if k and len(groups[k]) > 1:
+                if k not in done:
+                    done.add(k)
+                    parts.append(getattr(self.macros, k[0])(groups[k]))
+                continue
+            parts.append(self.render(a, Or))
+        return parts
+
+    # --- fields --------------------------------------------------------------------------------
+    def target(self, field: str):
+        """The mapping's Target for a field; a field inside a JSON array cannot be tested."""
+        t = self.resolve(field)
+        if t.element is not None:
+            raise Unsupported(f"{self.name}: {field} is a member of the elements of the JSON array in "
+                              f"{t.column}; a where clause cannot test the elements", kind="json-array")
+        for array in self.mapping.extra.get("json_arrays", ()):
+            if field.lower() == array.lower():
+                return dataclasses.replace(t, type="array")
+            if field.lower().startswith(array.lower() + "."):
+                raise Unsupported(f"{self.name}: {field} is inside the JSON array {array}; a where clause "
+                                  f"cannot test the elements", kind="json-array")
+        return t
+
+    def reference(self, t) -> str:
+        """A Target as a KQL expression: the column, or a path into the JSON it holds
+        (https://learn.microsoft.com/kusto/query/parse-json-function)."""
+        column = identifier(t.column)
+        if not t.json_path:
+            return column
+        keys = "".join(f".{k}" if _IDENT.fullmatch(k) and k not in RESERVED else f"[{string(k)}]"
+                       for k in t.json_path)
+        return f"parse_json({column}){keys}"
+
+    def keyword_matches(self, m: Match) -> list:
+        """A keyword Match on each field the mapping's `keywords` list names as the event's text."""
+        fields = self.mapping.extra.get("keywords") or []
+        if not fields:
+            raise Unsupported(f"{self.name}: keywords (a value anywhere in the event) need the fields that "
+                              f"hold the event's text: list them under `keywords` in a mapping", kind="keywords")
+        return [dataclasses.replace(m, field=f) for f in ([fields] if isinstance(fields, str) else fields)]
+
+
+# --- escaping: every value reaches the query text through one of these ---------------------
+
+def string(value, quote='"') -> str:
+    """A string literal that reads back as `value` (KustoFacts.GetDoubleQuotedStringLiteral)."""
+    body = []
+    for c in str(value):
+        if c in _SHORT:
+            body.append(_SHORT[c])
+        elif c == quote:
+            body.append("\\" + c)
+        elif _RAW_UNSAFE.match(c):
+            body.append(f"\\u{ord(c):04x}")
+        else:
+            body.append(c)
+    return quote + "".join(body) + quote
+
+
+def identifier(name: str) -> str:
+    """A column or table name: bare when it is a plain identifier and no keyword, else
+    ['name'] (https://learn.microsoft.com/kusto/query/schema-entities/entity-names)."""
+    if _IDENT.fullmatch(name) and name not in RESERVED:
+        return name
+    return f"[{string(name, quote=chr(39))}]"
+
+
+def regex(pattern: str) -> str:
+    """A regex literal for `matches regex`: RE2's meaning in Kusto's (Rust) syntax, written
+    verbatim (@"...", only `"` doubled) unless it holds characters that need escapes."""
+    if compile_regex(pattern).groups > MAX_REGEX_GROUPS:
+        raise Unsupported(f"kql: the regex has more than {MAX_REGEX_GROUPS} groups, Kusto's limit",
+                          kind="regex")
+    rust = _rust_regex(pattern)
+    if _RAW_UNSAFE.search(rust):
+        return string(rust)
+    return '@"' + rust.replace('"', '""') + '"'
+
+
+def _rust_regex(p: str) -> str:
+    out, i, in_class = [], 0, False
+    while i < len(p):
+        c = p[i]
+        if c == "\\":
+            tok = _ESCAPE.match(p, i).group()
+            i += len(tok)
+            if tok in ("\\Q", "\\C"):
+                raise Unsupported(f"kql: {tok} in a regex has no Kusto equivalent", kind="regex")
+            if len(tok) == 2 and tok[1] in "dDwWsS":
+                body = _PERL[tok[1].lower()]
+                out.append(f"[^{body}]" if tok[1].isupper() else body if in_class else f"[{body}]")
+            elif tok in ("\\b", "\\B") and not in_class:
+                out.append(f"(?-u:{tok})")
+            else:
+                out.append(tok)
+            continue
+        if in_class:
+            posix = _POSIX.match(p, i)
+            if posix:
+                out.append(posix.group())
+                i = posix.end()
+                continue
+            if p.startswith("--", i):
+                raise Unsupported("kql: '--' inside a regex class is a set difference in Kusto", kind="regex")
+            if c == "]":
+                in_class = False
+            out.append("\\[" if c == "[" else f"\\{c}" if c in "&~" else c)
+            i += 1
+            continue
+        out.append(c)
+        i += 1
+        if c == "[":
+            in_class = True
+            for lead in ("^", "]"):
+                if p.startswith(lead, i):
+                    out.append(lead if lead == "^" else "\\]")
+                    i += 1
+    return "".join(out)
+
+
+def glob(m: Match) -> str:
+    """A GLOB value as a regex: `matches regex` searches, so a leading or trailing `*` is left
+    out and the other ends anchored; flags: i unless cased, s so that `.` takes line breaks."""
+    parts = list(m.value)
+    head = "" if parts[0] is Wild.STAR else "^"
+    tail = "" if parts[-1] is Wild.STAR else "$"
+    parts = parts[1 if not head else 0:len(parts) - (0 if tail else 1)]
+    body = "".join(".*" if p is Wild.STAR else "." if p is Wild.ONE else re.escape(p) for p in parts)
+    return f"(?{'' if m.cased else 'i'}s){head}{body}{tail}"
+
+
+def caseless(values) -> bool:
+    """True if no value has letters that change with case: then == is the same as =~."""
+    values = values if isinstance(values, (list, tuple)) else (values,)
+    return all(v.lower() == v.upper() for v in map(str, values))
+
+
+def empty_ok(m: Match) -> bool:
+    """Whether the predicate holds for an empty string, which is also how KQL reads a missing
+    value: such predicates need a presence test on values that can be null."""
+    return compile_query(dataclasses.replace(m, field="f"))({"f": ""})
+
+
+def covers_ipv4_mapped(network: str) -> bool:
+    """Whether an IPv6 network overlaps ::ffff:0:0/96, where Kusto may place IPv4 addresses."""
+    return ipaddress.ip_network(network).overlaps(ipaddress.ip_network("::ffff:0:0/96"))
+
+
+def _load_reserved() -> frozenset:
+    # Generated from Kusto.Language's KustoFacts.BracketNameIfNecessary (tests/kusto/reserved.js).
+    path = resource_dir("templates") / "kql" / "reserved.txt"
+    return frozenset(path.read_text(encoding="utf-8").split())
+
+RESERVED = _load_reserved()
