@@ -52,8 +52,9 @@ LAYOUTS = {
     "sentinel_arm": Layout("chunk", 50, max_query=10_000, options={
         **SENTINEL, "enabled": True, "suppression": "", "api_version": "2023-02-01"}),
     "sentinel": Layout("rule", max_query=10_000, options={**SENTINEL, "version": "1.0.0"}),
-    # CloudFormation: at most 500 resources per stack; AWS::Athena::NamedQuery QueryString
-    # is at most 262,144 bytes (AWS CloudFormation user guide, quotas; NamedQuery reference).
+    # CloudFormation: at most 500 resources per stack (CloudFormation quotas); NamedQuery
+    # QueryString 1-262,144, Name 1-128, Description 1-1,024 (https://docs.aws.amazon.com/
+    # AWSCloudFormation/latest/TemplateReference/aws-resource-athena-namedquery.html).
     "cloudformation": Layout("chunk", 500, max_query=262_144, unit="bytes",
                              options={"database": "default", "workgroup": "primary"}),
     "sql": Layout("rule"),
