@@ -8,7 +8,6 @@ XML with one test case per rule (failure / skipped), so CI systems show each rul
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 import sys
 import time
