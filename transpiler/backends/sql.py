@@ -51,6 +51,13 @@ NUMBER = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 # An IPv4 address as Python's ipaddress accepts it: a dotted quad without leading zeros.
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 IPV4 = rf"^{_OCTET}(\.{_OCTET}){{3}}$"
+# ISO-8601 text as Python's datetime.fromisoformat reads it (the evaluator's timestamp(), after
+# its Z -> +00:00): an extended or basic date, then optionally any one character, a time
+# (HH, HH:MM, HH:MM:SS or HHMM, HHMMSS), a fraction and an offset under 24 hours. Week and
+# ordinal dates are not included. ISO_PARTS captures year, month, day, hour, minute, second.
+ISO_TIME = (r"^\s*([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{8})((?s:.)([0-9]{2}(:[0-9]{2}(:[0-9]{2})?)?|[0-9]{4}([0-9]{2})?)"
+            r"([.,][0-9]+)?([+-]([01][0-9]|2[0-3])(:?[0-5][0-9](:?[0-5][0-9]([.,][0-9]+)?)?)?)?)?\s*$")
+ISO_PARTS = r"^\s*([0-9]{4})-?([0-9]{2})-?([0-9]{2})(?:(?s:.)([0-9]{2}):?([0-9]{2})?:?([0-9]{2})?)?(?s:.*)$"
 
 
 @dataclass(frozen=True)
@@ -178,7 +185,7 @@ class Sql(Backend):
         return self.qualified(super().table())
 
     def template_globals(self) -> dict:
-        return {"NUMBER": NUMBER, "IPV4": IPV4}
+        return {"NUMBER": NUMBER, "IPV4": IPV4, "ISO_TIME": ISO_TIME, "ISO_PARTS": ISO_PARTS}
 
     def filters(self) -> dict:
         return {"lit": literal, "like": like_pattern, "needle": needle, "folds": folds,
