@@ -218,11 +218,10 @@ def test_golden_queries_pass_the_analyzer():
 def convert_corpus(paths):
     """(converted items, unsupported count) for every rule under paths; any other error fails."""
     rules, _ = load_paths(paths)
-    items, unsupported = [], 0
+    items, unsupported, backend = [], 0, Kql()
     for rule in rules:
         if rule.kind != "rule":
             continue
-        backend = Kql()
         try:
             query = backend.convert(rule)
         except Unsupported:

@@ -12,7 +12,7 @@ import re
 
 from ..errors import Unsupported
 from ..evaluate import compile_query, text
-from ..nodes import Match, Not, Op, Or, Wild
+from ..nodes import And, Match, Not, Op, Or, Wild
 from ..regex import compile_regex
 from ..resources import resource_dir
 from .base import Backend
@@ -30,6 +30,7 @@ _RAW_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _PERL = {"d": "0-9", "w": "0-9A-Za-z_", "s": "\\t\\n\\f\\r "}
 _ESCAPE = re.compile(r"\\(?:[pP](?:\{[^}]*\}|.)|x(?:\{[^}]*\}|[0-9A-Fa-f]{2})|.)", re.DOTALL)
 _POSIX = re.compile(r"\[:\^?[a-z]+:\]")
+CHUNK = 100             # terms of one `or` chain, at most
 MAX_REGEX_GROUPS = 16   # "The maximum number of regex groups is 16." (matches-regex-operator)
 
 
@@ -65,9 +66,19 @@ class Kql(Backend):
             parts = self._render_or_args(query.args)
             if len(parts) == 1:   # one in_() or cidr_any(): a single predicate
                 return parts[0]
-            text = self.macros.or_(parts)
+            text = self.macros.or_(self._chunked(parts, self.macros.or_))
             return self.macros.group(text) if parent not in (None, Or) else text
+        if isinstance(query, And):
+            text = self.macros.and_(self._chunked([self.render(a, And) for a in query.args], self.macros.and_))
+            return self.macros.group(text) if parent not in (None, And) else text
         return super().render(query, parent)
+
+    def _chunked(self, parts: list, join) -> list:
+        """Long lists in bracketed groups of CHUNK: Kusto's parser refuses an `or` chain of some
+        hundreds of terms ("Query syntax depth exceeds maximum safe limit", KS245)."""
+        while len(parts) > CHUNK:
+            parts = [self.macros.group(join(parts[i:i + CHUNK])) for i in range(0, len(parts), CHUNK)]
+        return parts
 
     def _render_or_args(self, args) -> list[str]:
         """An Or's children, with equalities on one field folded into in_() and networks of one
