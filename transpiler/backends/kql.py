@@ -11,7 +11,7 @@ import ipaddress
 import re
 
 from ..errors import Unsupported
-from ..evaluate import compile_query, text
+from ..evaluate import compile_query, text as text_form
 from ..nodes import And, Match, Not, Op, Or, Wild
 from ..regex import compile_regex
 from ..resources import resource_dir
@@ -44,7 +44,7 @@ class Kql(Backend):
 
     def filters(self) -> dict:
         return {"str": string, "regex": regex, "ident": identifier, "ref": self.reference,
-                "glob": glob, "num": text, "caseless": caseless, "empty_ok": empty_ok,
+                "glob": glob, "num": text_form, "caseless": caseless, "empty_ok": empty_ok,
                 "ipv6": lambda net: ":" in net, "mapped": covers_ipv4_mapped}
 
     def template_globals(self) -> dict:
