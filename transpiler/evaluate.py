@@ -28,7 +28,8 @@ from .nodes import And, Match, Not, Op, Or, Query, Wild
 from .regex import compile_regex
 
 _CMP = {"eq": operator.eq, "lt": operator.lt, "lte": operator.le, "gt": operator.gt, "gte": operator.ge}
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+# ASCII digits and blanks only, as SQL and KQL read numbers.
+_NUMBER = re.compile(r"[ \t\n\f\r]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?[ \t\n\f\r]*")
 
 
 def matches(query: Query, event: dict) -> bool:
@@ -124,7 +125,7 @@ def number(value):
         return None
     if isinstance(value, (int, float)):
         return value
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
         return float(value)
     return None
 

@@ -52,26 +52,23 @@ class Mapping:
     source: str = ""
 
     def resolve(self, name: str) -> Target:
+        # Field names are case-sensitive, as in the evaluator: `eventname` is not `eventName`.
         if name in self.fields:
             return self.fields[name]
-        lowered = {k.lower(): v for k, v in self.fields.items()}
-        if name.lower() in lowered:
-            return lowered[name.lower()]
         for prefix, column in self.json.items():
-            if name.lower() == prefix.lower():
+            if name == prefix:
                 return Target(column, type="json", sigma=name)
-            if name.lower().startswith(prefix.lower() + "."):
+            if name.startswith(prefix + "."):
                 return Target(column, tuple(name[len(prefix) + 1:].split(".")), sigma=name)
         for prefix, spec in self.arrays.items():
-            if name.lower().startswith(prefix.lower() + "."):
+            if name.startswith(prefix + "."):
                 rest = name[len(prefix) + 1:]
-                inner = {k.lower(): v for k, v in spec.get("fields", {}).items()}
-                element = inner.get(rest.lower())
+                element = spec.get("fields", {}).get(rest)
                 if element is None and self.unmapped == "error":
                     break
                 return Target(spec["column"], element=element or rest, sigma=name)
         if self.unmapped == "error":
-            raise Unsupported(f"field {name!r} has no column in mapping {self.source or self.table!r}",
+            raise Unsupported(f"field {name!r} has no column in mapping {Path(self.source).name or self.table!r}",
                               kind="unmapped-field")
         return Target(name, sigma=name)
 
