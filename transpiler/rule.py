@@ -41,18 +41,16 @@ class _RuleLoader(_Loader):
     """The YAML loader for rules: a duplicate key is an error, not a silent overwrite."""
 
     def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-            except TypeError:
-                continue          # an unhashable key: construct_mapping reports it
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a map", node.start_mark, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping = super().construct_mapping(node, deep=deep)
+        if len(mapping) < len(node.value):      # fewer keys than entries: one came twice
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a map", node.start_mark, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+        return mapping
 
 
 LEVELS = ("informational", "low", "medium", "high", "critical")
@@ -152,7 +150,8 @@ def load_text(data, path="<string>", placeholders=None) -> tuple[list[Rule], lis
             if doc is None:
                 continue
             try:
-                _check_size(doc)
+                if "&" in data:         # without an anchor there is no alias to expand
+                    _check_size(doc)
                 rules.append(_document(doc, path, i, placeholders))
             except _Errors as many:
                 errors.extend(many.errors)
