@@ -318,6 +318,8 @@ def cmd_explain(args) -> int:
             print(f"catalog: {len(bad)} rule documents with errors left out", file=sys.stderr)
         corpus = Corpus(others)
     found = [analyze(r, corpus, placeholders) for r in rules if r.kind == "rule"]
+    if len(found) < len(rules):
+        print(f"{len(rules) - len(found)} correlation/filter documents not analysed", file=sys.stderr)
     if args.format == "json":
         json.dump([a.as_dict() for a in found], sys.stdout, indent=2, ensure_ascii=False)
         print()
