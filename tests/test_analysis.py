@@ -9,13 +9,11 @@ from transpiler.cli import main
 from transpiler.rule import load_file, load_rule
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "seed_rules"
 
 
 def seed_path(name: str) -> Path:
-    """The seed rule from rules/ once it is there, else the copy among the test fixtures."""
-    shipped = ROOT / "rules" / name
-    return shipped if shipped.exists() else FIXTURES / name
+    """A seed rule (shared/seeds/catalog-page-*.txt), as shipped in rules/."""
+    return ROOT / "rules" / name
 
 
 def seed(name: str):
