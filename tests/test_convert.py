@@ -73,8 +73,9 @@ def rules(tmp_path):
                                 description='"two"', tags="[]", event="UpdateTrail"))
     (d / "correlation.yml").write_text(
         "title: Many users\nid: 0a1b2c3d-0000-4000-8000-000000000001\nlevel: high\n"
-        "correlation: {type: event_count, rules: [create_user], group-by: [userIdentity.arn], "
-        "timespan: 1h, condition: {gte: 10}}\n")
+        "logsource: {product: aws, service: cloudtrail}\n"
+        "correlation: {type: event_count, rules: [AWS IAM User Created], group-by: [userIdentity.arn], "
+        "timespan: 1h, condition: {gte: 10}, generate: true}\n")
     (d / "broken.yml").write_text("title: [unclosed\n")
     return d
 
@@ -101,7 +102,7 @@ def test_every_document_is_counted_once(rules, tmp_path, capsys):
     assert sorted(by_result["unsupported"]) == ["correlation.yml", "keywords.yml"]
     assert by_result["failed"] == ["broken.yml"]
     correlation = next(r for r in report["rules"] if r["kind"] == "correlation")
-    assert "converted by a later issue" in correlation["errors"][0]["message"]
+    assert "correlation" in correlation["errors"][0]["message"]      # athena: not (yet) converted
     err = capsys.readouterr().err
     assert err.rstrip().splitlines()[-1].startswith("9 rules read, 6 converted, 2 unsupported, 1 failed")
     assert code == 1                                   # a failed rule, --fail-on error (the default)
@@ -677,3 +678,38 @@ def test_corpus_cli_report(tmp_path):
     suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
     assert len(suite.findall("testcase")) == s["read"]
     assert int(suite.get("failures")) == s["failed"] and int(suite.get("skipped")) == s["unsupported"]
+
+
+def test_filters_are_applied_and_hidden_base_rules_not_converted(tmp_path, capsys):
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "rules.yml").write_text("""title: IAM User Created
+id: 8f3a7b2c-1d4e-5f6a-9b0c-2e3d4f5a6b7c
+logsource: {product: aws, service: cloudtrail}
+detection: {selection: {eventName: CreateUser}, condition: selection}
+---
+title: Not by Terraform
+logsource: {product: aws, service: cloudtrail}
+filter:
+  rules: [8f3a7b2c-1d4e-5f6a-9b0c-2e3d4f5a6b7c]
+  selection: {userAgent|contains: terraform}
+  condition: not selection
+---
+title: Many failed logins
+logsource: {product: aws, service: cloudtrail}
+correlation: {type: event_count, rules: [failed], group-by: [sourceIPAddress], timespan: 5m, condition: {gte: 3}}
+---
+title: Failed login
+name: failed
+logsource: {product: aws, service: cloudtrail}
+detection: {selection: {eventName: ConsoleLogin, errorMessage: Failed authentication}, condition: selection}
+""")
+    code, report = report_of(tmp_path, d, "-t", "athena", "--fail-on", "never")
+    rows = {r["doc"]: r for r in report["rules"]}
+    assert rows[0]["result"] == rows[1]["result"] == "converted"     # the rule, and the filter applied to it
+    out = capsys.readouterr().out
+    assert out.count("SELECT") == 1                                   # the filter has no query of its own
+    assert "NOT COALESCE(lower(useragent) LIKE '%terraform%'" in out
+    assert rows[3]["result"] == "unsupported" and "generate: false" in rows[3]["errors"][0]["message"]
+    s = report["summary"]
+    assert s["read"] == 4 == s["converted"] + s["unsupported"] + s["failed"]

@@ -16,12 +16,11 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import correlation
 from .errors import TranspileError, Unsupported
 from .formats import NAMESPACE, to_json, write_atomic
 from .rule import LEVELS, load_file, rule_files
 
-NOT_YET = {"correlation": "correlation rules are converted by a later issue",
-           "filter": "filter documents are converted by a later issue"}
 
 
 @dataclass
@@ -93,16 +92,41 @@ def load_all(paths, placeholders=None, progress=None):
 
 def convert_all(backend, rules, load_errors, keep=None, progress=None) -> tuple[list, int]:
     """A Record per document (load errors included), in path order; and how many rules the
-    filters left out."""
+    filters left out.
+
+    Filter documents are applied to the rules they name (their record holds no query of its
+    own); correlations are converted by the backend's convert_correlation; rules that a
+    correlation uses with `generate: false` are not converted on their own (spec default)."""
     by_doc: dict = {}
     for e in load_errors:             # one record per document, however many errors it has
         key = _where(e.path)
         by_doc.setdefault(key, Record(key[0], key[1])).errors.append(e)
     records = list(by_doc.values())
+    correlations, detections, resolve_errors = correlation.resolve(rules)
+    problems: dict = {}
+    for e in resolve_errors:
+        problems.setdefault(e.path, []).append(e)
+    filtered = dict(zip((id(r) for r in rules if r.kind == "rule"), detections))
+    by_correlation = {id(c.rule): c for c in correlations}
+    hidden = {id(b): c for c in correlations if not c.generate for b in c.rules}
     chosen = [r for r in rules if keep is None or keep(r)]
     excluded = len(rules) - len(chosen)
     for i, rule in enumerate(chosen):
-        records.append(convert_one(backend, rule))
+        if rule.label in problems:
+            record = Record(rule.path, rule.doc, rule, errors=list(problems[rule.label]))
+        elif rule.kind == "filter":
+            record = Record(rule.path, rule.doc, rule, result="converted",
+                            extra={"applied_to": list(rule.body.get("rules") or [])})
+        elif rule.kind == "correlation":
+            record = convert_one(backend, rule, by_correlation[id(rule)])
+        elif id(filtered.get(id(rule))) in hidden:
+            c = hidden[id(filtered[id(rule)])]
+            record = Record(rule.path, rule.doc, rule, result="unsupported", errors=[Unsupported(
+                f"not converted on its own: correlation {c.rule.title!r} uses it with generate: false",
+                path=rule.label, kind="not-generated")])
+        else:
+            record = convert_one(backend, filtered.get(id(rule), rule))
+        records.append(record)
         if progress is not None:
             progress.update(i + 1, len(chosen))
     records.sort(key=lambda r: (r.path, r.doc))
@@ -117,14 +141,11 @@ def _where(label) -> tuple[str, int]:
     return (head, int(tail)) if sep and tail.isdigit() else (label, 0)
 
 
-def convert_one(backend, rule) -> Record:
+def convert_one(backend, rule, correlated=None) -> Record:
+    """Convert a rule, or with `correlated` (a correlation.Correlation) the correlation `rule`."""
     record = Record(rule.path, rule.doc, rule)
-    if rule.kind in NOT_YET:
-        record.result = "unsupported"
-        record.errors.append(Unsupported(NOT_YET[rule.kind], path=rule.label, kind="unsupported"))
-        return record
     try:
-        record.query = backend.convert(rule)
+        record.query = backend.convert_correlation(correlated) if correlated else backend.convert(rule)
         record.table = _table(backend)
         record.extra = _extra(backend, rule)
     except Unsupported as e:

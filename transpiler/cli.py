@@ -247,7 +247,7 @@ def _convert_files(args, backend, fmt, options, records) -> list:
     """(file name, text, records) for every output file; rendered in memory, before any is written."""
     if fmt is not None:
         return formats.Renderer(fmt, args.target, options).files(records)
-    done = [r for r in records if r.result == "converted"]
+    done = [r for r in records if r.result == "converted" and r.query is not None]   # filters: none
     if not args.output:
         return [("-", "".join(f"{r.query}\n\n" for r in done), done)]
     names = formats.rule_file_names(done, getattr(backend, "extension", "txt"))

@@ -312,7 +312,7 @@ class Renderer:
     def files(self, records) -> list[tuple[str, str, list]]:
         """(file name, text, records in it) for every file the format writes."""
         layout, ext, name = self.fmt.layout, self.fmt.extension, self.fmt.name
-        chosen = [r for r in records if layout.every or r.result == "converted"]
+        chosen = [r for r in records if layout.every or (r.result == "converted" and r.query is not None)]
         if layout.files == "rule":
             names = rule_file_names(chosen, ext)
             return [(names[i], self._render(rule=view(r, self.target)), [r]) for i, r in enumerate(chosen)]

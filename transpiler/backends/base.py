@@ -80,6 +80,12 @@ class Backend:
         except TranspileError as e:
             raise e.located(getattr(rule, "path", None), "detection") from None
 
+    def convert_correlation(self, correlation) -> str:
+        """The query for a correlation (transpiler.correlation.Correlation); a backend that
+        can express correlations overrides this."""
+        raise Unsupported(f"{self.name} cannot convert {correlation.type} correlations",
+                          path=correlation.rule.label, where="correlation")
+
     def render(self, query: Query, parent=None) -> str:
         m = self.macros
         if isinstance(query, Match):
