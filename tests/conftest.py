@@ -16,3 +16,9 @@ def corpus_path(*parts) -> Path:
     if not path.exists():
         pytest.skip(f"corpus not available: {path}")
     return path
+
+# Property tests run with a fixed seed: the same examples on every machine and every run.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("fixed", derandomize=True, print_blob=True)
+settings.load_profile("fixed")
