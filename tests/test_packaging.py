@@ -1,7 +1,7 @@
 """A non-editable install carries grammars/ and templates/ and works from another folder."""
+import os
 import subprocess
 import sys
-import venv
 
 import pytest
 
@@ -20,17 +20,23 @@ def test_wheel_install_runs_from_elsewhere(tmp_path):
     assert "transpiler/grammars/condition.lark" in names
     assert "transpiler/templates/" in names
 
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=False, system_site_packages=True).create(env_dir)
-    py = env_dir / "bin" / "python"
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site, str(wheel)],
+    # Install the wheel alone into a folder that comes first on sys.path: its own files, not
+    # the checkout's, must serve grammars/ and templates/ (dependencies come from this venv).
+    target = tmp_path / "installed"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True)
+    env = {**os.environ, "PYTHONPATH": str(target)}
     rule = tmp_path / "r.yml"
     rule.write_text("title: t\nlogsource: {}\ndetection: {sel: {a: 1}, condition: sel and not 1 of f*}\n")
-    done = subprocess.run([str(py), "-c", "import transpiler.resources as r, sys; print(r.resource_dir('grammars'))"],
-                          capture_output=True, text=True, cwd=tmp_path)
-    assert str(ROOT) not in done.stdout and "site-packages" in done.stdout, done.stdout + done.stderr
-    done = subprocess.run([str(py), "-m", "transpiler", "check", str(rule)], capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 1 and "no search identifier matches 'f*'" in done.stdout
+    done = subprocess.run([sys.executable, "-c", "import transpiler.resources as r; print(r.resource_dir('templates'))"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.stdout.startswith(str(target)), done.stdout + done.stderr
+    done = subprocess.run([sys.executable, "-m", "transpiler", "check", str(rule)], capture_output=True, text=True,
+                          cwd=tmp_path, env=env)
+    assert done.returncode == 1 and "no search identifier matches 'f*'" in done.stdout, done.stdout + done.stderr
+    good = tmp_path / "good.yml"
+    good.write_text("title: g\nlogsource: {product: aws, service: cloudtrail}\ndetection: {sel: {eventName: x}, condition: sel}\n")
+    for target, text in [("kql", 'EventName =~ "x"'), ("athena", "lower(eventname) = 'x'"), ("pipesearch", "event_name")]:
+        done = subprocess.run([sys.executable, "-m", "transpiler", "convert", str(good), "-t", target],
+                              capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert done.returncode == 0 and text in done.stdout, done.stdout + done.stderr
