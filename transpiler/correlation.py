@@ -253,10 +253,17 @@ def event_time(event: dict, time_field: str | None = None):
 
 def evaluate(correlation: Correlation, events, time_field=None) -> list[Alert]:
     """The alerts a correlation raises over events (dicts in any order)."""
-    rows = defaultdict(list)    # group -> [(time, rule index, value)]
     tests = [compile_query(b.query) for b in correlation.rules]
-    for event in events:
-        hits = [i for i, test in enumerate(tests) if test(event)]
+    return alerts(correlation, ((event, [i for i, test in enumerate(tests) if test(event)]) for event in events),
+                  time_field)
+
+
+def alerts(correlation: Correlation, selected, time_field=None) -> list[Alert]:
+    """The alerts of a correlation, given (event, indexes of the referenced rules that select
+    it) pairs in event order: evaluate() without the matching, for engines that match the
+    rules themselves (`hunt` on DuckDB)."""
+    rows = defaultdict(list)    # group -> [(time, rule index, value)]
+    for event, hits in selected:
         if not hits:
             continue
         moment = event_time(event, time_field)
@@ -272,14 +279,14 @@ def evaluate(correlation: Correlation, events, time_field=None) -> list[Alert]:
                 values = field_values(event, correlation.value_field(base))
                 value = values[0] if values else None
             rows[tuple(zip(correlation.group_by, key))].append((moment, i, value))
-    alerts = []
+    out = []
     for group in sorted(rows, key=lambda g: [(k, v) for k, v in g]):
         series = sorted(rows[group], key=lambda r: (r[0], r[1]))
         triggers = (_ordered_triggers if correlation.type == "temporal_ordered" else _window_triggers)(
             correlation, series)
         if triggers:
-            alerts.append(Alert(correlation, group, triggers[0], triggers[-1], len(triggers)))
-    return alerts
+            out.append(Alert(correlation, group, triggers[0], triggers[-1], len(triggers)))
+    return out
 
 
 def _group_key(event, fields):

@@ -12,16 +12,27 @@
 Each row carries `row_id`: the event's position in the list given, to map rows back.
 Values are stored as the evaluator's text forms (evaluate.text): strings as they are,
 true/false, numbers as JSON writes them, objects as compact JSON.
+
+scan_cloudtrail() fills the same CloudTrail table straight from files, without building the
+events in Python: DuckDB parses the JSON (for `hunt`, many thousand files a second).
 """
 from __future__ import annotations
 
+import gzip
 import json
+import os
+import re
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 
-from .backends.sql import identifier
+from .backends.sql import identifier, literal
+from .errors import EventsError
 from .evaluate import text
-from .events import Event, read_events
+from .events import Event, _read, event_files, parse_events, read_events
 
 TEXT, JSON, MAP = "VARCHAR", "JSON", "MAP"
 
@@ -189,3 +200,247 @@ def _load(con, table, spec, rows) -> int:
         con.execute(f"INSERT INTO {name} SELECT unnest(from_json(j, $structure)) "
                     f"FROM (SELECT unnest($rows::VARCHAR[]) AS j)", {"structure": structure, "rows": payload})
     return len(rows)
+
+
+# --- files straight into DuckDB ---------------------------------------------------------------
+
+@dataclass
+class Scan:
+    """What scan_cloudtrail() read."""
+
+    files: list = field(default_factory=list)        # every event file, in reading order
+    rows: int = 0                                     # records in the table
+    duplicates: int = 0                               # records left out: an earlier one had their eventID
+    errors: list = field(default_factory=list)        # EventsError per unreadable file
+    slow: int = 0                                     # files read by Python rather than by DuckDB
+
+
+# Delivered CloudTrail files are one line of {"Records": [...]}; anything else is read as JSON
+# and unpacked in SQL. A comma before a closing bracket is JSON that DuckDB's reader accepts
+# and Python's rejects: such files (and any DuckDB fails on) are read by events.py instead, so
+# both read exactly the same files. events.py reads text as utf-8-sig: the BOM goes.
+_WRAPPER = re.compile(rb'\{\s*"Records"\s*:\s*\[')
+_TRAILING_COMMA = re.compile(rb",\s*[\]}]")
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def scan_cloudtrail(con, paths, table: str = "cloudtrail_logs", dedupe: bool = False, progress=None,
+                    lowered: tuple = ()) -> Scan:
+    """Read CloudTrail files and folders (the shapes events.py reads) into `table`, shaped as
+    load_cloudtrail() shapes it, and `<table>_sources` (row_id, file, idx): the file's number
+    in Scan.files and the record's position in that file. `lowered` columns (eventname...) get
+    a lower-case copy, `_lower_<column>`, for fast prefilters.
+
+    Rows are in file order. dedupe: a record whose eventID an earlier record has is left out
+    (CloudTrail delivers at least once, so the same record may sit in several files).
+    A file that cannot be read is an EventsError in Scan.errors (events.py's message) and the
+    others are still read. progress(done, total) follows the files.
+
+    One difference from load_cloudtrail(), invisible to queries: a struct member whose JSON
+    value is not an object (a string in userIdentity) is a struct of NULLs, not NULL."""
+    scan = Scan(files=[str(f) for f in event_files(paths)])
+    record = _duck_record(CLOUDTRAIL)
+    with tempfile.TemporaryDirectory(prefix="sigma-scan-", dir=_scratch()) as tmp:
+        wrapped, other = Path(tmp) / "wrapped.jsonl", Path(tmp) / "other.jsonl"
+        slow, blank, longest = _write_lines(scan.files, wrapped, other, progress)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _lines (f BIGINT, items {record}[])")
+        for path, shape in ((wrapped, f'STRUCT("Records" {record}[])'), (other, "JSON")):
+            if path.stat().st_size == 0:
+                continue
+            items = "d.Records" if shape != "JSON" else (
+                f"list_transform(CASE WHEN json_type(d) = 'ARRAY' THEN json_extract(d, '$[*]') "
+                f"WHEN json_type(d) = 'OBJECT' AND json_type(d, '$.Records') = 'ARRAY' "
+                f"THEN json_extract(d, '$.Records[*]') WHEN json_type(d) = 'OBJECT' THEN [d] END, "
+                f"lambda x: CASE WHEN json_type(x) = 'OBJECT' THEN json_transform(x, {_structure_literal()}) END)")
+            con.execute(f"INSERT INTO _lines SELECT f, {items} FROM read_json($path, format = 'newline_delimited', "
+                        f"columns = {{'f': 'BIGINT', 'd': {literal(shape)}}}, ignore_errors = true, "
+                        f"maximum_object_size = {longest + 64}) WHERE f IS NOT NULL", {"path": str(path)})
+    # Python reads the files DuckDB did not take, and those with an item that is not an object
+    # or has none of CloudTrail's keys (the JSON reader makes both a row of NULLs): events.py
+    # reads them as it reads them for the evaluator, or says why it cannot.
+    empty = _empty("r", CLOUDTRAIL)
+    taken = dict(con.execute(f"SELECT f, items IS NULL OR list_bool_or(list_transform(items, lambda r: "
+                             f"r IS NULL OR ({empty}))) FROM _lines").fetchall())
+    pending = sorted(set(slow) | {f for f, odd in taken.items() if odd}
+                     | (set(range(len(scan.files))) - set(taken) - blank))
+    con.execute("DELETE FROM _lines WHERE list_contains($pending, f)", {"pending": pending})
+    _read_slowly(con, scan, pending)
+    scan.slow = len(pending)
+    scan.rows, scan.duplicates = _finish(con, table, dedupe, lowered)
+    return scan
+
+
+def _scratch():
+    """Where the line files go: memory-backed /dev/shm where there is one."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+def _file_bytes(path: str):
+    """A file's bytes, gunzipped; None where events.py should read it (and report why)."""
+    try:
+        data = Path(path).read_bytes()
+        if path.lower().endswith(".gz") or data[:2] == b"\x1f\x8b":
+            inflate = zlib.decompressobj(wbits=31)
+            out = inflate.decompress(data)
+            data = out if inflate.eof and not inflate.unused_data else gzip.decompress(data)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile):
+        return None
+    return data
+
+
+def _write_lines(files, wrapped: Path, other: Path, progress):
+    """One line per file, {"f": n, "d": <the file's JSON>}, into wrapped (CloudTrail's
+    {"Records": [...]}) or other. Returns the files for Python, the blank ones, the longest line."""
+    slow, blank, longest = [], set(), 0
+    with open(wrapped, "wb") as w, open(other, "wb") as o:
+        for n, path in enumerate(files):
+            if progress is not None:
+                progress(n + 1, len(files))
+            data = _file_bytes(path)
+            if data is None:
+                slow.append(n)
+                continue
+            if data[:3] == _UTF8_BOM:
+                data = data[3:]
+            if data[:1].isspace() or data[-1:].isspace():
+                data = data.strip()
+            if not data:
+                blank.add(n)
+                continue
+            if not data.isascii():
+                try:
+                    data.decode("utf-8")
+                except UnicodeDecodeError:
+                    slow.append(n)
+                    continue
+            if _TRAILING_COMMA.search(data):
+                slow.append(n)
+                continue
+            if b"\n" in data or b"\r" in data:
+                # A line break inside a JSON string is invalid JSON, but not once it is a space:
+                # only JSON that Python reads (so with breaks between tokens alone) is joined up.
+                if not _valid_json(data):
+                    slow.append(n)
+                    continue
+                data = data.replace(b"\r", b" ").replace(b"\n", b" ")
+            out = w if _WRAPPER.match(data) else o
+            out.write(b'{"f":%d,"d":' % n)
+            out.write(data)
+            out.write(b"}\n")
+            longest = max(longest, len(data))
+    return slow, blank, longest
+
+
+def _valid_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _read_slowly(con, scan: Scan, numbers):
+    """Read files with events.py; their records join _lines, their errors scan.errors."""
+    rows = []
+    for n in numbers:
+        path = scan.files[n]
+        try:
+            events = parse_events(_read(Path(path)), path)
+        except EventsError as e:
+            scan.errors.append(e)
+            continue
+        except RecursionError:
+            scan.errors.append(EventsError("JSON nested too deeply", path=path))
+            continue
+        rows.extend({"f": n, "i": i, "j": json.dumps(e)} for i, e in enumerate(events))
+    if not rows:
+        return
+    con.execute("CREATE OR REPLACE TEMP TABLE _slow AS SELECT r.f, r.i, r.j, json_valid(r.j) AS ok "
+                "FROM (SELECT unnest($rows::STRUCT(f BIGINT, i BIGINT, j VARCHAR)[]) AS r)", {"rows": rows})
+    for (n,) in con.execute("SELECT DISTINCT f FROM _slow WHERE NOT ok ORDER BY f").fetchall():
+        # Python reads it, DuckDB's JSON does not (a lone surrogate escape, a number out of range)
+        scan.errors.append(EventsError("DuckDB cannot read this file's JSON", path=scan.files[n]))
+    con.execute(f"INSERT INTO _lines SELECT f, list(json_transform(j, {_structure_literal()}) ORDER BY i) FROM _slow "
+                f"WHERE f NOT IN (SELECT f FROM _slow WHERE NOT ok) GROUP BY f")
+    con.execute("DROP TABLE _slow")
+
+
+def _finish(con, table: str, dedupe: bool, lowered=()) -> tuple[int, int]:
+    """_lines (f, items) -> the table and its _sources; (rows, duplicates). A record's row_id
+    counts the records before it in file order (duplicates left out leave gaps)."""
+    counts = dict(con.execute("SELECT f, len(items) FROM _lines").fetchall())
+    offsets, total = [], 0
+    for f in range(max(counts, default=-1) + 1):
+        offsets.append(total)
+        total += counts.get(f, 0)
+    rows = ("SELECT f, generate_subscripts(items, 1) - 1 AS idx, $offsets[f + 1] + idx AS row_id, {what} "
+            "FROM _lines")
+    keep = ""
+    if dedupe:   # the first record with an eventID keeps it; the rest are left out
+        con.execute("CREATE OR REPLACE TEMP TABLE _dups AS SELECT row_id FROM (" +
+                    rows.format(what='unnest(list_transform(items, lambda r: r."eventID")) AS id') +
+                    ") WHERE id IS NOT NULL QUALIFY row_number() OVER (PARTITION BY id ORDER BY row_id) > 1",
+                    {"offsets": offsets})
+        keep = "WHERE row_id NOT IN (SELECT row_id FROM _dups)"
+    columns = ", ".join([f"{_shape('r.' + identifier(key), kind)} AS {identifier(column)}"
+                         for column, key, kind in CLOUDTRAIL] +
+                        [f"lower(r.{identifier(key)}) AS {identifier('_lower_' + column)}"
+                         for column, key, kind in CLOUDTRAIL if column in lowered and kind == TEXT])
+    name = identifier(table)
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT row_id, {columns} "
+                f"FROM ({rows.format(what='unnest(items) AS r')}) {keep}", {"offsets": offsets})
+    con.execute(f"CREATE OR REPLACE TABLE {identifier(table + '_sources')} AS SELECT row_id, f AS file, idx "
+                f"FROM ({rows.format(what='unnest(items) IS NULL')}) {keep}", {"offsets": offsets})
+    con.execute("DROP TABLE IF EXISTS _dups")
+    con.execute("DROP TABLE _lines")
+    kept = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+    return kept, total - kept
+
+
+def _structure(spec) -> dict:
+    """json_transform's structure for a spec, by the records' own keys; JSON where SQL reshapes."""
+    return {key: _structure(kind) if isinstance(kind, tuple) else
+            "JSON" if kind in (JSON, MAP) or isinstance(kind, list) else kind
+            for _, key, kind in spec}
+
+
+def _structure_literal() -> str:
+    return literal(json.dumps(_structure(CLOUDTRAIL)))
+
+
+def _duck_record(spec) -> str:
+    """The DuckDB type json_transform makes of _structure(spec)."""
+    return "STRUCT(" + ", ".join(f"{literal(key).replace(chr(39), chr(34))} "
+                                 f"{_duck_record(kind) if isinstance(kind, tuple) else 'JSON' if kind in (JSON, MAP) or isinstance(kind, list) else kind}"
+                                 for _, key, kind in spec) + ")"
+
+
+def _empty(x: str, spec) -> str:
+    """SQL: every member of the record x is NULL (at any depth)."""
+    return " AND ".join(_empty(f"{x}.{identifier(key)}", kind) if isinstance(kind, tuple) else f"{x}.{identifier(key)} IS NULL"
+                        for _, key, kind in spec)
+
+
+def _shape(x: str, kind) -> str:
+    """SQL turning json_transform's value x into the column load_cloudtrail() would hold. JSON
+    values are minified JSON text here: the first character tells a string or a list."""
+    if isinstance(kind, tuple):
+        return f"CASE WHEN {x} IS NOT NULL THEN {_struct(x, kind)} END"
+    first = f"left(CAST({x} AS VARCHAR), 1)"
+    if isinstance(kind, list):   # an object is a list of one; items that are not objects are left
+        element = _structure(kind[0])   # out (here: their struct of NULLs, which no query can tell)
+        items = (f"CASE {first} WHEN '[' THEN list_filter(json_transform({x}, {literal(json.dumps([element]))}), "
+                 f"lambda e: e IS NOT NULL) WHEN '{{' THEN [json_transform({x}, {literal(json.dumps(element))})] END")
+        return f"list_transform({items}, lambda e: {_struct('e', kind[0])})"
+    if kind == MAP:              # null values are no values
+        return (f"CASE WHEN {first} = '{{' THEN map_from_entries(list_filter(map_entries("
+                f"json_transform({x}, '\"MAP(VARCHAR, VARCHAR)\"')), lambda e: e.value IS NOT NULL)) END")
+    if kind == JSON:             # JSON text, but a string is the string itself (evaluate.text)
+        return f"CASE WHEN {first} = '\"' THEN {x} ->> '$' ELSE CAST({x} AS VARCHAR) END"
+    return x
+
+
+def _struct(x: str, spec) -> str:
+    return "struct_pack(" + ", ".join(f"{identifier(c)} := {_shape(x + '.' + identifier(k), t)}"
+                                      for c, k, t in spec) + ")"
