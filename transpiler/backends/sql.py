@@ -59,6 +59,21 @@ ISO_TIME = (r"^\s*([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{8})((?s:.)([0-9]{2}(:[0-9]{2
             r"([.,][0-9]+)?([+-]([01][0-9]|2[0-3])(:?[0-5][0-9](:?[0-5][0-9]([.,][0-9]+)?)?)?)?)?\s*$")
 ISO_PARTS = r"^\s*([0-9]{4})-?([0-9]{2})-?([0-9]{2})(?:(?s:.)([0-9]{2}):?([0-9]{2})?:?([0-9]{2})?)?(?s:.*)$"
 
+# An event's time for correlations (correlation.event_time: Python's fromisoformat after
+# str.strip() and Z -> +00:00), in the ISO forms: a date YYYY-MM-DD or YYYYMMDD (year 0001 on),
+# optionally any one character and a clock hh, hh:mm, hh:mm:ss, hhmm or hhmmss (in range),
+# a fraction ([.,] digits: six are read, more ignored) and an offset [+-] clock [fraction],
+# between any whitespace str.strip() removes. INSTANT says which texts are read,
+# INSTANT_PARTS captures the parts of one that is. Python also reads week dates, offset
+# minutes over 59 and stray characters before an offset: such times are not read in SQL.
+_PY_SPACE = r"[\t-\r\x1c-\x20\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
+_YEAR = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"
+_CLOCK = r"(?:[01][0-9]|2[0-3])(?::[0-5][0-9](?::[0-5][0-9])?|[0-5][0-9](?:[0-5][0-9])?)?"
+INSTANT = (rf"^{_PY_SPACE}*(?:{_YEAR}-[0-9]{{2}}-[0-9]{{2}}|{_YEAR}[0-9]{{4}})"
+           rf"(?:(?s:.){_CLOCK}(?:[.,][0-9]+)?(?:[+-]{_CLOCK}(?:[.,][0-9]+)?)?)?{_PY_SPACE}*$")
+INSTANT_PARTS = (rf"^{_PY_SPACE}*([0-9]{{4}})-?([0-9]{{2}})-?([0-9]{{2}})(?:(?s:.)([0-9]{{2}}):?([0-9]{{2}})?:?([0-9]{{2}})?"
+                 rf"(?:[.,]([0-9]+))?(?:([+-])([0-9]{{2}}):?([0-9]{{2}})?:?([0-9]{{2}})?(?:[.,]([0-9]+))?)?)?{_PY_SPACE}*$")
+
 
 @dataclass(frozen=True)
 class Place:
@@ -97,7 +112,9 @@ class _Macros:
 class Sql(Backend):
     """What Athena and DuckDB share; a dialect sets `name` and its JSON path syntax."""
 
-    default_options = {"table": None}
+    # time_field: the Sigma field holding an event's time, for correlations (resolved through
+    # the mapping like any field; CloudTrail's eventTime is the column eventtime).
+    default_options = {"table": None, "time_field": "eventTime"}
 
     def __init__(self, mapping_file=None, **options):
         super().__init__(self._optional_mapping(mapping_file), **options)
@@ -164,6 +181,35 @@ class Sql(Backend):
         self._leaves[key] = done
         return done
 
+    # --- correlations -------------------------------------------------------------------------
+    def convert_correlation(self, c) -> str:
+        """One query for a correlation (transpiler.correlation.Correlation): a row per alert with
+        the group-by values, first_trigger, last_trigger and triggers, as correlation.evaluate
+        reports them with time_field as the event time. templates/sql/correlation.j2 says how."""
+        try:
+            if c.type == "temporal_ordered" and c.condition != (("gte", len(c.rules)),):
+                raise Unsupported("temporal_ordered takes no condition (the rules in their order is the "
+                                  "condition); this one has " + ", ".join(f"{op}: {n}" for op, n in c.condition))
+            sources = [self._source(c, base) for base in c.rules]
+            return self.env.get_template("sql/correlation.j2").render(
+                c=c, sources=sources, keys=[f"g{n}" for n in range(1, len(c.group_by) + 1)],
+                names=[identifier(g) for g in c.group_by]).strip()
+        except TranspileError as e:
+            raise e.located(c.rule.label, "correlation") from None
+
+    def _source(self, c, base) -> dict:
+        """What one referenced rule adds to the correlation: its table and condition, and the
+        first value of its time, group-by fields (aliases applied) and aggregated field."""
+        try:
+            self.mapping = self.mapping_for(base)
+            d = self.macros
+            return {"table": self.table(), "where": self.render(base.query),
+                    "time": d.event_time(self.place(self.options["time_field"])),
+                    "groups": [d.first(self.place(f)) for f in c.group_fields(base)],
+                    "value": d.first(self.place(c.value_field(base))) if c.field else None}
+        except Unsupported as e:
+            raise Unsupported(f"rule {base.title!r}: {e.message}", kind=e.kind) from None
+
     def _render_or_args(self, args) -> list[str]:
         """An Or's children, equalities on one field (numbers too) folded into one in_()."""
         groups: dict = {}
@@ -185,11 +231,13 @@ class Sql(Backend):
         return self.qualified(super().table())
 
     def template_globals(self) -> dict:
-        return {"NUMBER": NUMBER, "IPV4": IPV4, "ISO_TIME": ISO_TIME, "ISO_PARTS": ISO_PARTS}
+        return {"NUMBER": NUMBER, "IPV4": IPV4, "ISO_TIME": ISO_TIME, "ISO_PARTS": ISO_PARTS,
+                "INSTANT": INSTANT, "INSTANT_PARTS": INSTANT_PARTS}
 
     def filters(self) -> dict:
         return {"lit": literal, "like": like_pattern, "needle": needle, "folds": folds,
-                "num": number_literal, "place": self.place, "ident": identifier}
+                "num": number_literal, "double": double_literal, "place": self.place, "ident": identifier,
+                "interval": interval}
 
     # --- where a field is -------------------------------------------------------------------
     def place(self, field, var="x") -> Place:
@@ -408,6 +456,21 @@ def ipv4_range(network: str) -> tuple[int, int]:
     if net.version != 4:
         raise Unsupported(f"duckdb: cidr {network} is IPv6; DuckDB has no IPv6 type without the inet extension")
     return int(net.network_address), int(net.broadcast_address)
+
+
+def double_literal(value) -> str:
+    """A number that computes as the evaluator's does: an int as it is, a float as a DOUBLE
+    literal (99.9E0), since SQL reads 99.9 as a DECIMAL, whose exact arithmetic differs."""
+    text = number_literal(value)
+    return text if isinstance(value, int) or "e" in text.lower() else text + "E0"
+
+
+def interval(seconds: int) -> str:
+    """A correlation's timespan in its largest whole unit: INTERVAL '5' MINUTE."""
+    for unit, size in (("DAY", 86400), ("HOUR", 3600), ("MINUTE", 60)):
+        if seconds % size == 0:
+            return f"INTERVAL '{seconds // size}' {unit}"
+    return f"INTERVAL '{seconds}' SECOND"
 
 
 def number_literal(value) -> str:
