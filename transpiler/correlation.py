@@ -25,7 +25,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field as dc_field, replace
 
-from .errors import RuleError, TranspileError
+from .errors import RuleError, TranspileError, Unsupported
 from .evaluate import compile_query, field_values, number, text, timestamp
 from .nodes import and_
 
@@ -78,10 +78,11 @@ def resolve(rules) -> tuple[list[Correlation], list, list[TranspileError]]:
     detections = [r for r in rules if r.kind == "rule"]
     detections = apply_filters(detections, [r for r in rules if r.kind == "filter"], errors)
     index = _index(detections)
+    chained = _index([r for r in rules if r.kind == "correlation"])
     correlations = []
     for doc in (r for r in rules if r.kind == "correlation"):
         try:
-            correlations.append(_correlation(doc, index))
+            correlations.append(_correlation(doc, index, chained))
         except TranspileError as e:
             errors.append(e.located(doc.label, "correlation"))
     return correlations, detections, errors
@@ -105,7 +106,7 @@ def _index(detections) -> dict:
     return index
 
 
-def _correlation(doc, index) -> Correlation:
+def _correlation(doc, index, chained=None) -> Correlation:
     body = doc.body
     kind = body.get("type")
     if kind not in TYPES:
@@ -120,6 +121,9 @@ def _correlation(doc, index) -> Correlation:
     base = []
     for ref in refs:
         rule = index.get(str(ref))
+        if rule is None and str(ref) in (chained or {}):
+            raise Unsupported(f"{ref!r} is a correlation: correlations of correlations (chains) are not "
+                              "supported", where="correlation.rules")
         if rule is None:
             raise RuleError(f"no loaded rule has id, name or title {ref!r}", where="correlation.rules",
                             kind="correlation")
