@@ -91,6 +91,19 @@ def _parser() -> argparse.ArgumentParser:
     _rules_args(catalog)
     catalog.add_argument("-o", "--output", required=True, metavar="SITE", help="folder to write the site into")
     catalog.set_defaults(func=cmd_catalog)
+
+    hunt = sub.add_parser("hunt", help="run rules over local CloudTrail logs: a timeline of detections",
+                          description="Load CloudTrail files (.json, .json.gz; {\"Records\": [...]}, folders "
+                                      "recursively) once and run every aws/cloudtrail rule and correlation over "
+                                      "them. Records with the same eventID count once (the first, in file order).")
+    _rules_args(hunt)
+    hunt.add_argument("--logs", nargs="+", required=True, metavar="PATH", help="CloudTrail log files or folders")
+    hunt.add_argument("--engine", choices=("duckdb", "evaluator"), default="duckdb",
+                      help="duckdb: the rules' SQL on in-memory DuckDB (default); evaluator: the reference evaluator")
+    hunt.add_argument("--format", choices=("table", "csv", "jsonl"), default="table")
+    hunt.add_argument("-o", "--output", metavar="FILE", help="write the timeline here (default: stdout)")
+    hunt.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
+    hunt.set_defaults(func=cmd_hunt)
     return p
 
 
@@ -338,3 +351,32 @@ def cmd_catalog(args) -> int:
     print(f"{stats['rules']} rule pages, {stats['queries']} queries, {stats['unsupported']} unsupported, "
           f"{len(errors)} rule errors, {time.perf_counter() - start:.2f} s -> {args.output}", file=sys.stderr)
     return 1 if errors else 0
+
+
+# --- hunt (transpiler/hunt.py) ----------------------------------------------------------------
+
+def cmd_hunt(args) -> int:
+    from . import hunt
+    bars = {}
+
+    def progress(label, done, total):
+        bar = bars.get(label)
+        if bar is None:
+            for other in bars.values():
+                other.clear()
+            bar = bars[label] = batch.Progress(enabled=not args.no_progress, label=label)
+        bar.update(done, total)
+
+    placeholders = _placeholders(args.placeholders) if args.placeholders else None
+    report = hunt.run(args.rules, args.logs, args.engine, placeholders, progress)
+    for bar in bars.values():
+        bar.clear()
+    _report(report.rule_errors)
+    _report(report.bad_files)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            hunt.write(report, args.format, out)
+    else:
+        hunt.write(report, args.format, sys.stdout)
+    sys.stderr.write(hunt.summary(report))
+    return 1 if report.rule_errors or report.bad_files else 0

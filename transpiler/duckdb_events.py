@@ -237,32 +237,62 @@ def scan_cloudtrail(con, paths, table: str = "cloudtrail_logs", dedupe: bool = F
     others are still read. progress(done, total) follows the files.
 
     One difference from load_cloudtrail(), invisible to queries: a struct member whose JSON
-    value is not an object (a string in userIdentity) is a struct of NULLs, not NULL."""
-    scan = Scan(files=[str(f) for f in event_files(paths)])
+    value is not an object (a string in userIdentity) is a struct of NULLs, not NULL.
+
+    Two steps, for callers with other work meanwhile: stage_files() (Python, reads the files),
+    then load_staged() (DuckDB, without Python's lock)."""
+    with stage_files(paths, progress) as staged:
+        return load_staged(con, staged, table, dedupe, lowered)
+
+
+class Staged:
+    """Files read and gunzipped into JSON-lines files for DuckDB (a temporary folder)."""
+
+    def __init__(self, paths, progress=None):
+        self.files = [str(f) for f in event_files(paths)]
+        self._dir = tempfile.TemporaryDirectory(prefix="sigma-scan-", dir=_scratch())
+        self.wrapped, self.other = Path(self._dir.name) / "wrapped.jsonl", Path(self._dir.name) / "other.jsonl"
+        self.slow, self.blank, self.longest = _write_lines(self.files, self.wrapped, self.other, progress)
+
+    def cleanup(self):
+        self._dir.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+def stage_files(paths, progress=None) -> Staged:
+    return Staged(paths, progress)
+
+
+def load_staged(con, staged: Staged, table: str = "cloudtrail_logs", dedupe: bool = False,
+                lowered: tuple = ()) -> Scan:
+    """The DuckDB half of scan_cloudtrail()."""
+    scan = Scan(files=staged.files)
     record = _duck_record(CLOUDTRAIL)
-    with tempfile.TemporaryDirectory(prefix="sigma-scan-", dir=_scratch()) as tmp:
-        wrapped, other = Path(tmp) / "wrapped.jsonl", Path(tmp) / "other.jsonl"
-        slow, blank, longest = _write_lines(scan.files, wrapped, other, progress)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _lines (f BIGINT, items {record}[])")
-        for path, shape in ((wrapped, f'STRUCT("Records" {record}[])'), (other, "JSON")):
-            if path.stat().st_size == 0:
-                continue
-            items = "d.Records" if shape != "JSON" else (
-                f"list_transform(CASE WHEN json_type(d) = 'ARRAY' THEN json_extract(d, '$[*]') "
-                f"WHEN json_type(d) = 'OBJECT' AND json_type(d, '$.Records') = 'ARRAY' "
-                f"THEN json_extract(d, '$.Records[*]') WHEN json_type(d) = 'OBJECT' THEN [d] END, "
-                f"lambda x: CASE WHEN json_type(x) = 'OBJECT' THEN json_transform(x, {_structure_literal()}) END)")
-            con.execute(f"INSERT INTO _lines SELECT f, {items} FROM read_json($path, format = 'newline_delimited', "
-                        f"columns = {{'f': 'BIGINT', 'd': {literal(shape)}}}, ignore_errors = true, "
-                        f"maximum_object_size = {longest + 64}) WHERE f IS NOT NULL", {"path": str(path)})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _lines (f BIGINT, items {record}[])")
+    for path, shape in ((staged.wrapped, f'STRUCT("Records" {record}[])'), (staged.other, "JSON")):
+        if path.stat().st_size == 0:
+            continue
+        items = "d.Records" if shape != "JSON" else (
+            f"list_transform(CASE WHEN json_type(d) = 'ARRAY' THEN json_extract(d, '$[*]') "
+            f"WHEN json_type(d) = 'OBJECT' AND json_type(d, '$.Records') = 'ARRAY' "
+            f"THEN json_extract(d, '$.Records[*]') WHEN json_type(d) = 'OBJECT' THEN [d] END, "
+            f"lambda x: CASE WHEN json_type(x) = 'OBJECT' THEN json_transform(x, {_structure_literal()}) END)")
+        con.execute(f"INSERT INTO _lines SELECT f, {items} FROM read_json($path, format = 'newline_delimited', "
+                    f"columns = {{'f': 'BIGINT', 'd': {literal(shape)}}}, ignore_errors = true, "
+                    f"maximum_object_size = {staged.longest + 64}) WHERE f IS NOT NULL", {"path": str(path)})
     # Python reads the files DuckDB did not take, and those with an item that is not an object
     # or has none of CloudTrail's keys (the JSON reader makes both a row of NULLs): events.py
     # reads them as it reads them for the evaluator, or says why it cannot.
     empty = _empty("r", CLOUDTRAIL)
     taken = dict(con.execute(f"SELECT f, items IS NULL OR list_bool_or(list_transform(items, lambda r: "
                              f"r IS NULL OR ({empty}))) FROM _lines").fetchall())
-    pending = sorted(set(slow) | {f for f, odd in taken.items() if odd}
-                     | (set(range(len(scan.files))) - set(taken) - blank))
+    pending = sorted(set(staged.slow) | {f for f, odd in taken.items() if odd}
+                     | (set(range(len(scan.files))) - set(taken) - staged.blank))
     con.execute("DELETE FROM _lines WHERE list_contains($pending, f)", {"pending": pending})
     _read_slowly(con, scan, pending)
     scan.slow = len(pending)
