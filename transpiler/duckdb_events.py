@@ -271,6 +271,15 @@ def stage_files(paths, progress=None) -> Staged:
 def load_staged(con, staged: Staged, table: str = "cloudtrail_logs", dedupe: bool = False,
                 lowered: tuple = ()) -> Scan:
     """The DuckDB half of scan_cloudtrail()."""
+    order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    con.execute("SET preserve_insertion_order = false")   # rows carry their place: files load in parallel
+    try:
+        return _load_staged(con, staged, table, dedupe, lowered)
+    finally:
+        con.execute(f"SET preserve_insertion_order = {'true' if order else 'false'}")
+
+
+def _load_staged(con, staged: Staged, table, dedupe, lowered) -> Scan:
     scan = Scan(files=staged.files)
     record = _duck_record(CLOUDTRAIL)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _lines (f BIGINT, items {record}[])")

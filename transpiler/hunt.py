@@ -25,10 +25,12 @@ file and position): the output is the same for both engines and from run to run.
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from . import correlation
 from .duckdb_events import CLOUDTRAIL, _record
@@ -41,7 +43,7 @@ ENGINES = ("duckdb", "evaluator")
 TIME_FIELD = "eventTime"
 CLOUDTRAIL_SOURCE = {"product": "aws", "service": "cloudtrail"}
 LEVELS = ("critical", "high", "medium", "low", "informational")
-BATCH = 100                      # rules per UNION ALL statement
+BATCH = 50                       # rules per UNION ALL statement (planning grows faster than linear)
 # Fields the rule index narrows rows by: columns with a lower-case copy in the table.
 PREFILTER = {"eventName": "eventname", "eventSource": "eventsource"}
 # What a detection shows of its event, shaped as the CloudTrail table holds it.
@@ -55,13 +57,13 @@ class Detection:
     """A rule selected an event."""
 
     time: str | None
-    title: str
-    level: str | None
     event_name: str | None
     user: str | None
     source_ip: str | None
     region: str | None
     event_id: str | None
+    title: str
+    level: str | None
     rule_id: str | None
     rule_path: str
     file: str
@@ -91,6 +93,7 @@ def alert_key(alert):
             sorted(d["group"].items()))
 
 
+@lru_cache(maxsize=65536)
 def time_key(value):
     """Sort key of an event time: parsed ISO-8601 times in order (naive ones as UTC), then any
     other text, then none."""
@@ -185,9 +188,8 @@ def is_cloudtrail(rule) -> bool:
 
 
 def _detection(rule, shown: dict, file: str, index: int) -> Detection:
-    return Detection(shown["eventtime"], rule.title, rule.level, shown["eventname"], shown["user"],
-                     shown["sourceipaddress"], shown["awsregion"], shown["eventid"], rule.id, rule.label,
-                     file, index)
+    return Detection(shown["eventtime"], shown["eventname"], shown["user"], shown["sourceipaddress"],
+                     shown["awsregion"], shown["eventid"], rule.title, rule.level, rule.id, rule.label, file, index)
 
 
 def shown_fields(event: dict) -> dict:
@@ -322,7 +324,8 @@ def _run_duckdb(plan: _Plan, reader: _DuckReader, report: Report, progress):
     for n, rows in sorted(hits.items()):
         rule = plan.run[n]
         if id(rule) in plan.shown:
-            report.detections.extend(_detection(rule, shown[r][0], shown[r][1], shown[r][2]) for r in rows)
+            meta = (rule.title, rule.level, rule.id, rule.label)
+            report.detections.extend(Detection(*shown[r][0], *meta, shown[r][1], shown[r][2]) for r in rows)
     number = {id(r): n for n, r in enumerate(plan.run)}
     for c in plan.correlations:
         report.alerts.extend(_correlate(con, scan, backend, c, [hits.get(number[id(b)], []) for b in c.rules]))
@@ -367,8 +370,7 @@ def _shown_rows(con, scan, rows) -> dict:
     found = con.execute(f"SELECT t.row_id, {_SHOWN_SQL}, s.file, s.idx FROM cloudtrail_logs t "
                         f"JOIN cloudtrail_logs_sources s USING (row_id) WHERE t.row_id IN (SELECT unnest($rows))",
                         {"rows": rows}).fetchall()
-    names = ("eventtime", "eventname", "user", "sourceipaddress", "awsregion", "eventid")
-    return {r[0]: (dict(zip(names, r[1:7])), scan.files[r[7]], r[8]) for r in found}
+    return {r[0]: (r[1:7], scan.files[r[7]], r[8]) for r in found}
 
 
 def _events(con, scan, rows) -> dict:
@@ -467,19 +469,24 @@ def write(report: Report, fmt: str, out) -> None:
 
 def table(items: list[dict], columns) -> str:
     """Plain aligned columns; `-` for no value; a cell's line breaks and tabs as spaces."""
-    cells = [[_cell(item.get(key)) for key, _ in columns] for item in items]
+    keys = [key for key, _ in columns]
+    cells = [[str(item.get(key)) if item.get(key) not in (None, "") else "-" for key in keys] for item in items]
+    cells = [[_cell(c) for c in row] if _BREAKS.search("".join(row)) else row for row in cells]
     heads = [head for _, head in columns]
     widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(heads)]
+    pad = [f"{{:<{w}}}" for w in widths]
+    template = "  ".join(pad)
 
     def line(values):
-        return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip() + "\n"
+        return template.format(*values).rstrip() + "\n"
     return line(heads) + line(["-" * w for w in widths]) + "".join(line(row) for row in cells)
 
 
-def _cell(value) -> str:
-    if value is None or value == "":
-        return "-"
-    return " ".join(str(value).split()) if any(c in str(value) for c in "\t\n\r\x0b\x0c") else str(value)
+_BREAKS = re.compile(r"[\t\n\r\x0b\x0c]")
+
+
+def _cell(value: str) -> str:
+    return " ".join(value.split()) if _BREAKS.search(value) else value
 
 
 def summary(report: Report) -> str:
