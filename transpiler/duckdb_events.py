@@ -231,8 +231,9 @@ def scan_cloudtrail(con, paths, table: str = "cloudtrail_logs", dedupe: bool = F
     in Scan.files and the record's position in that file. `lowered` columns (eventname...) get
     a lower-case copy, `_lower_<column>`, for fast prefilters.
 
-    Rows are in file order. dedupe: a record whose eventID an earlier record has is left out
-    (CloudTrail delivers at least once, so the same record may sit in several files).
+    row_id is file number * 2^32 + position: ordered by row_id, rows are in file order.
+    dedupe: a record whose eventID an earlier record has is left out (CloudTrail delivers at
+    least once, so the same record may sit in several files).
     A file that cannot be read is an EventsError in Scan.errors (events.py's message) and the
     others are still read. progress(done, total) follows the files.
 
@@ -280,9 +281,15 @@ def load_staged(con, staged: Staged, table: str = "cloudtrail_logs", dedupe: boo
 
 
 def _load_staged(con, staged: Staged, table, dedupe, lowered) -> Scan:
+    """One pass: each line's records unnested and shaped into the table, with their place
+    (_f, _idx), _marker rows standing for files without records (so every file DuckDB read
+    has a row), and _odd for items that are not objects or have none of CloudTrail's keys
+    (the JSON reader makes both NULLs). Such files, and those DuckDB did not read, go to
+    events.py, which reads them as it reads them for the evaluator, or says why it cannot."""
     scan = Scan(files=staged.files)
     record = _duck_record(CLOUDTRAIL)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _lines (f BIGINT, items {record}[])")
+    name = identifier(table)
+    sources = []
     for path, shape in ((staged.wrapped, f'STRUCT("Records" {record}[])'), (staged.other, "JSON")):
         if path.stat().st_size == 0:
             continue
@@ -291,22 +298,42 @@ def _load_staged(con, staged: Staged, table, dedupe, lowered) -> Scan:
             f"WHEN json_type(d) = 'OBJECT' AND json_type(d, '$.Records') = 'ARRAY' "
             f"THEN json_extract(d, '$.Records[*]') WHEN json_type(d) = 'OBJECT' THEN [d] END, "
             f"lambda x: CASE WHEN json_type(x) = 'OBJECT' THEN json_transform(x, {_structure_literal()}) END)")
-        con.execute(f"INSERT INTO _lines SELECT f, {items} FROM read_json($path, format = 'newline_delimited', "
-                    f"columns = {{'f': 'BIGINT', 'd': {literal(shape)}}}, ignore_errors = true, "
-                    f"maximum_object_size = {staged.longest + 64}) WHERE f IS NOT NULL", {"path": str(path)})
-    # Python reads the files DuckDB did not take, and those with an item that is not an object
-    # or has none of CloudTrail's keys (the JSON reader makes both a row of NULLs): events.py
-    # reads them as it reads them for the evaluator, or says why it cannot.
-    empty = _empty("r", CLOUDTRAIL)
-    taken = dict(con.execute(f"SELECT f, items IS NULL OR list_bool_or(list_transform(items, lambda r: "
-                             f"r IS NULL OR ({empty}))) FROM _lines").fetchall())
-    pending = sorted(set(staged.slow) | {f for f, odd in taken.items() if odd}
-                     | (set(range(len(scan.files))) - set(taken) - staged.blank))
-    con.execute("DELETE FROM _lines WHERE list_contains($pending, f)", {"pending": pending})
-    _read_slowly(con, scan, pending)
+        sources.append(f"SELECT f, {items} AS items FROM read_json({literal(str(path))}, "
+                       f"format = 'newline_delimited', columns = {{'f': 'BIGINT', 'd': {literal(shape)}}}, "
+                       f"ignore_errors = true, maximum_object_size = {staged.longest + 64}) WHERE f IS NOT NULL")
+    lines = " UNION ALL ".join(sources) or f"SELECT NULL::BIGINT AS f, NULL::{record}[] AS items LIMIT 0"
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {_columns(lowered)}, _f, _idx, _marker, "
+                f"r IS NULL OR ({_empty('r', CLOUDTRAIL)}) AS _odd FROM ("
+                f"SELECT f AS _f, len(items) = 0 AS _marker, "
+                f"generate_subscripts(CASE WHEN len(items) = 0 THEN [NULL] ELSE items END, 1) - 1 AS _idx, "
+                f"unnest(CASE WHEN len(items) = 0 THEN [NULL] ELSE items END) AS r FROM ({lines}) WHERE items IS NOT NULL)")
+    taken = {f for (f,) in con.execute(f"SELECT DISTINCT _f FROM {name}").fetchall()}
+    odd = {f for (f,) in con.execute(f"SELECT DISTINCT _f FROM {name} WHERE _odd AND NOT _marker").fetchall()}
+    pending = sorted(set(staged.slow) | odd | (set(range(len(scan.files))) - taken - staged.blank))
+    con.execute(f"DELETE FROM {name} WHERE _marker OR list_contains($pending, _f)", {"pending": pending})
+    _read_slowly(con, scan, pending, name, lowered)
     scan.slow = len(pending)
-    scan.rows, scan.duplicates = _finish(con, table, dedupe, lowered)
+    total = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+    if dedupe:   # the first record with an eventID keeps it; the rest are left out
+        con.execute(f"DELETE FROM {name} WHERE row_id IN (SELECT row_id FROM (SELECT row_id, eventid FROM {name} "
+                    f"WHERE eventid IS NOT NULL) QUALIFY row_number() OVER (PARTITION BY eventid ORDER BY row_id) > 1)")
+    con.execute(f"CREATE OR REPLACE TABLE {identifier(table + '_sources')} AS "
+                f"SELECT row_id, _f AS file, _idx AS idx FROM {name}")
+    for column in ("_f", "_idx", "_marker", "_odd"):
+        con.execute(f"ALTER TABLE {name} DROP COLUMN {column}")
+    scan.rows = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+    scan.duplicates = total - scan.rows
     return scan
+
+
+def _columns(lowered) -> str:
+    """The table's columns from a record r (json_transform's struct): row_id is the file's
+    number times 2^32 plus the record's place in it, so rows sort in file order."""
+    return ", ".join(["_f * 4294967296 + _idx AS row_id"] +
+                     [f"{_shape('r.' + identifier(key), kind)} AS {identifier(column)}"
+                      for column, key, kind in CLOUDTRAIL] +
+                     [f"lower(r.{identifier(key)}) AS {identifier('_lower_' + column)}"
+                      for column, key, kind in CLOUDTRAIL if column in lowered and kind == TEXT])
 
 
 def _scratch():
@@ -379,8 +406,8 @@ def _valid_json(data: bytes) -> bool:
     return True
 
 
-def _read_slowly(con, scan: Scan, numbers):
-    """Read files with events.py; their records join _lines, their errors scan.errors."""
+def _read_slowly(con, scan: Scan, numbers, name: str, lowered):
+    """Read files with events.py; their records join the table, their errors scan.errors."""
     rows = []
     for n in numbers:
         path = scan.files[n]
@@ -400,41 +427,10 @@ def _read_slowly(con, scan: Scan, numbers):
     for (n,) in con.execute("SELECT DISTINCT f FROM _slow WHERE NOT ok ORDER BY f").fetchall():
         # Python reads it, DuckDB's JSON does not (a lone surrogate escape, a number out of range)
         scan.errors.append(EventsError("DuckDB cannot read this file's JSON", path=scan.files[n]))
-    con.execute(f"INSERT INTO _lines SELECT f, list(json_transform(j, {_structure_literal()}) ORDER BY i) FROM _slow "
-                f"WHERE f NOT IN (SELECT f FROM _slow WHERE NOT ok) GROUP BY f")
+    con.execute(f"INSERT INTO {name} SELECT {_columns(lowered)}, _f, _idx, FALSE, FALSE FROM ("
+                f"SELECT f AS _f, i AS _idx, json_transform(j, {_structure_literal()}) AS r FROM _slow "
+                f"WHERE f NOT IN (SELECT f FROM _slow WHERE NOT ok))")
     con.execute("DROP TABLE _slow")
-
-
-def _finish(con, table: str, dedupe: bool, lowered=()) -> tuple[int, int]:
-    """_lines (f, items) -> the table and its _sources; (rows, duplicates). A record's row_id
-    counts the records before it in file order (duplicates left out leave gaps)."""
-    counts = dict(con.execute("SELECT f, len(items) FROM _lines").fetchall())
-    offsets, total = [], 0
-    for f in range(max(counts, default=-1) + 1):
-        offsets.append(total)
-        total += counts.get(f, 0)
-    rows = ("SELECT f, generate_subscripts(items, 1) - 1 AS idx, $offsets[f + 1] + idx AS row_id, {what} "
-            "FROM _lines")
-    keep = ""
-    if dedupe:   # the first record with an eventID keeps it; the rest are left out
-        con.execute("CREATE OR REPLACE TEMP TABLE _dups AS SELECT row_id FROM (" +
-                    rows.format(what='unnest(list_transform(items, lambda r: r."eventID")) AS id') +
-                    ") WHERE id IS NOT NULL QUALIFY row_number() OVER (PARTITION BY id ORDER BY row_id) > 1",
-                    {"offsets": offsets})
-        keep = "WHERE row_id NOT IN (SELECT row_id FROM _dups)"
-    columns = ", ".join([f"{_shape('r.' + identifier(key), kind)} AS {identifier(column)}"
-                         for column, key, kind in CLOUDTRAIL] +
-                        [f"lower(r.{identifier(key)}) AS {identifier('_lower_' + column)}"
-                         for column, key, kind in CLOUDTRAIL if column in lowered and kind == TEXT])
-    name = identifier(table)
-    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT row_id, {columns} "
-                f"FROM ({rows.format(what='unnest(items) AS r')}) {keep}", {"offsets": offsets})
-    con.execute(f"CREATE OR REPLACE TABLE {identifier(table + '_sources')} AS SELECT row_id, f AS file, idx "
-                f"FROM ({rows.format(what='unnest(items) IS NULL')}) {keep}", {"offsets": offsets})
-    con.execute("DROP TABLE IF EXISTS _dups")
-    con.execute("DROP TABLE _lines")
-    kept = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-    return kept, total - kept
 
 
 def _structure(spec) -> dict:

@@ -230,16 +230,30 @@ def _run_evaluator(plan: _Plan, log_paths, report: Report, progress):
     report.files = len(files)
     report.phases["logs"] = time.perf_counter() - start
     start = time.perf_counter()
-    ruleset = RuleSet([r for r in plan.run if id(r) in plan.shown])
+    ruleset = RuleSet(plan.run)          # the correlations' rules too: each event is matched once
+    uses = defaultdict(list)             # rule -> (correlation no, its place in the correlation)
+    for c_no, c in enumerate(plan.correlations):
+        for k, base in enumerate(c.rules):
+            uses[id(base)].append((c_no, k))
+    selected = [[] for _ in plan.correlations]
     for n, (path, i, event) in enumerate(events, 1):
         if progress is not None and n % 1000 == 0:
             progress("running rules", n, len(events))
         matched = ruleset.matching(event)
-        if matched:
-            shown = shown_fields(event)
-            report.detections.extend(_detection(r, shown, path, i) for r in matched)
-    data = [e for _, _, e in events]
-    report.alerts = [a for c in plan.correlations for a in correlation.evaluate(c, data, TIME_FIELD)]
+        if not matched:
+            continue
+        shown = [r for r in matched if id(r) in plan.shown]
+        if shown:
+            fields = shown_fields(event)
+            report.detections.extend(_detection(r, fields, path, i) for r in shown)
+        hits = defaultdict(list)
+        for r in matched:
+            for c_no, k in uses.get(id(r), ()):
+                hits[c_no].append(k)
+        for c_no, ks in hits.items():
+            selected[c_no].append((event, sorted(ks)))
+    report.alerts = [a for c, chosen in zip(plan.correlations, selected)
+                     for a in correlation.alerts(c, chosen, TIME_FIELD)]
     report.phases["match"] = time.perf_counter() - start
 
 

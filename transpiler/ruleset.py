@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from .evaluate import compile_query, field_values, text
+from .evaluate import _getter, compile_query, text
 from .nodes import And, Match, Op, Or
 
 
@@ -44,6 +44,7 @@ class RuleSet:
         popularity = Counter(f for req in required for f in req)
         self._index = defaultdict(lambda: defaultdict(list))   # field -> value -> [rule nos]
         self._always = []
+        self._fields = None     # (value getter, value -> rule nos) per indexed field
         for n, req in enumerate(required):
             if not req:
                 self._always.append(n)
@@ -54,8 +55,12 @@ class RuleSet:
 
     def matching(self, event: dict) -> list:
         """The rules that select the event, in rule order."""
+        if self._fields is None:
+            self._fields = [(_getter(field), by_value) for field, by_value in self._index.items()]
         candidates = set(self._always)
-        for field, by_value in self._index.items():
-            for value in field_values(event, field):
-                candidates.update(by_value.get(text(value).lower(), ()))
+        for get, by_value in self._fields:
+            for value in get(event):
+                found = by_value.get(value.lower() if isinstance(value, str) else text(value).lower())
+                if found:
+                    candidates.update(found)
         return [self.rules[n] for n in sorted(candidates) if self._tests[n](event)]
