@@ -141,14 +141,14 @@ def run(rule_paths, log_paths, engine="duckdb", placeholders=None, progress=None
         report.phases["files"] = time.perf_counter() - start
         reader = _DuckReader(staged, threads)
         reader.start()                 # DuckDB parses the logs while Python loads the rules
-        rules, errors = _load_rules(rule_paths, placeholders)
+        rules, errors = _load_rules(rule_paths, placeholders, progress)
         plan = _plan(rules, errors, report)
         report.phases["rules"] = time.perf_counter() - start - report.phases["files"]
         reader.join()
         report.phases["logs"] = reader.seconds
         _run_duckdb(plan, reader, report, progress)
     else:
-        rules, errors = _load_rules(rule_paths, placeholders)
+        rules, errors = _load_rules(rule_paths, placeholders, progress)
         plan = _plan(rules, errors, report)
         report.phases["rules"] = time.perf_counter() - start
         _run_evaluator(plan, log_paths, report, progress)
@@ -158,9 +158,19 @@ def run(rule_paths, log_paths, engine="duckdb", placeholders=None, progress=None
     return report
 
 
-def _load_rules(paths, placeholders):
-    from .rule import load_paths
-    return load_paths(paths, placeholders)
+def _load_rules(paths, placeholders, progress):
+    from .batch import load_all
+    return load_all(paths, placeholders, _Bar(progress, "loading rules") if progress else None)
+
+
+class _Bar:
+    """batch's progress(done, total) interface onto run()'s progress(label, done, total)."""
+
+    def __init__(self, progress, label):
+        self.progress, self.label = progress, label
+
+    def update(self, done, total):
+        self.progress(self.label, done, total)
 
 
 @dataclass
