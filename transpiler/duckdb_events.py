@@ -345,8 +345,9 @@ def _scratch():
 def _file_bytes(path: str):
     """A file's bytes, gunzipped; None where events.py should read it (and report why)."""
     try:
-        data = Path(path).read_bytes()
-        if path.lower().endswith(".gz") or data[:2] == b"\x1f\x8b":
+        with open(path, "rb", buffering=0) as f:
+            data = f.read()
+        if data[:2] == b"\x1f\x8b" or path.lower().endswith(".gz"):
             inflate = zlib.decompressobj(wbits=31)
             out = inflate.decompress(data)
             data = out if inflate.eof and not inflate.unused_data else gzip.decompress(data)
