@@ -3,6 +3,12 @@
 Every word of KQL is in templates/kql/; this file resolves fields and escapes values.
 Language reference: https://learn.microsoft.com/kusto/query/ (string operators:
 datatypes-string-operators, literals: scalar-data-types/string, regex: regex).
+
+Correlations (Sigma v2.1, transpiler/correlation.py) become one query whose rows are the
+alerts: every type is supported, with the sliding-window semantics of the evaluator; how each
+step keeps them exact is argued in templates/kql/correlation.j2. The events' time is a
+datetime column: the `time_column` option, else the mapping's `time_column`, else
+TimeGenerated (AWSCloudTrail's copy of CloudTrail's eventTime).
 """
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import dataclasses
 import ipaddress
 import re
 
-from ..errors import Unsupported
+from ..errors import TranspileError, Unsupported
 from ..evaluate import compile_query, text as text_form
 from ..nodes import And, Match, Not, Op, Or, Wild
 from ..regex import compile_regex
@@ -36,7 +42,7 @@ MAX_REGEX_GROUPS = 16   # "The maximum number of regex groups is 16." (matches-r
 
 class Kql(Backend):
     name = "kql"
-    default_options = {"table": None}
+    default_options = {"table": None, "time_column": None}
 
     def __init__(self, mapping_file=None, **options):
         super().__init__(mapping_file, **options)
@@ -105,6 +111,49 @@ class Kql(Backend):
             parts.append(self.render(a, Or))
         return parts
 
+    # --- correlations --------------------------------------------------------------------------
+    def convert_correlation(self, correlation) -> str:
+        """One query whose rows are the correlation's alerts (templates/kql/correlation.j2)."""
+        c = correlation
+        try:
+            names = list(dict.fromkeys(c.group_by))
+            clash = set(names) & set(ALERT_COLUMNS)
+            if clash:
+                raise Unsupported(f"{self.name}: group-by field {sorted(clash)[0]!r} has the name of an alert "
+                                  f"column ({', '.join(ALERT_COLUMNS)})", kind="correlation")
+            branches = [self._branch(c, base, names) for base in c.rules]
+            return self.env.get_template("kql/correlation.j2").render(
+                c=c, branches=branches, names=[identifier(n) for n in names],
+                span=timespan(c.timespan), number=text_form).strip()
+        except TranspileError as e:
+            raise e.located(c.rule.label, "correlation") from None
+
+    def _branch(self, c, base, names) -> dict:
+        """One referenced rule's part of the correlation: its table and where clause, and the
+        expressions for the time, the group keys and the value, in that rule's mapping."""
+        try:
+            self.mapping = self.mapping_for(base)
+            where = self.render(base.query)
+        except TranspileError as e:
+            raise e.located(base.label, "detection") from None
+        fields = dict(zip(c.group_by, c.group_fields(base)))
+        keys = [self._part(fields[n], "group-by") for n in names]
+        value = self._part(c.value_field(base), "condition.field") if c.field else None
+        time = self.options.get("time_column") or self.mapping.extra.get("time_column") or "TimeGenerated"
+        return {"table": identifier(self.table()), "where": where, "time": identifier(time),
+                "keys": keys, "value": value}
+
+    def _part(self, field: str, role: str) -> dict:
+        """A field as the correlation reads it: its text (what the evaluator groups and counts
+        by), a test that it has a value, and its number (or a null real)."""
+        t = self.target(field)
+        if t.type == "datetime":
+            raise Unsupported(f"{self.name}: {role} {field} is the datetime column {t.column}, whose text "
+                              f"differs from the event's", kind="correlation")
+        present = Match(field, Op.EXISTS, True)
+        return {"text": self.macros.text(t), "present": self.macros.exists(present),
+                "number": t.type == "number" and self.reference(t)}
+
     # --- fields --------------------------------------------------------------------------------
     def target(self, field: str):
         """The mapping's Target for a field; a field inside a JSON array cannot be tested."""
@@ -137,6 +186,17 @@ class Kql(Backend):
             raise Unsupported(f"{self.name}: keywords (a value anywhere in the event) need the fields that "
                               f"hold the event's text: list them under `keywords` in a mapping", kind="keywords")
         return [dataclasses.replace(m, field=f) for f in ([fields] if isinstance(fields, str) else fields)]
+
+
+ALERT_COLUMNS = ("first_trigger", "last_trigger", "triggers")
+
+
+def timespan(seconds: int) -> str:
+    """A timespan literal in the largest unit that divides it (KQL has no weeks)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 # --- escaping: every value reaches the query text through one of these ---------------------
