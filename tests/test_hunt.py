@@ -151,6 +151,9 @@ def logs(tmp_path):
     (d / "f.json").write_text('{"Records": [{"eventName": "CreateUser",}]}')    # Python's JSON says no
     (d / "g.json").write_text('{"Records": [1, 2]}')                            # items are not events
     (d / "empty.json").write_text("  \n")
+    digest = d / "AWSLogs" / "111122223333" / "CloudTrail-Digest" / "us-east-1"
+    digest.mkdir(parents=True)
+    (digest / "digest.json.gz").write_bytes(gzip.compress(b'{"awsAccountId": "111122223333", "logFiles": []}'))
     return d
 
 
@@ -163,7 +166,7 @@ def test_both_engines_give_the_same_timeline(rules_dir, logs):
     duck, ref = got["duckdb"], got["evaluator"]
     assert hunt.rows(duck) == hunt.rows(ref)
     for r in (duck, ref):
-        assert r.files == 8 and r.records == 16 and r.duplicates == 1 and r.events == 15
+        assert r.files == 8 and r.records == 16 and r.duplicates == 1 and r.events == 15 and r.digests == 1
         assert sorted(e.path.rsplit("/", 1)[1] for e in r.bad_files) == ["f.json", "g.json"]
         assert r.rules == 6 and r.correlations == 2 and r.skipped == 1 and not r.rule_errors
     titles = [d.title for d in duck.detections]

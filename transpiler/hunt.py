@@ -26,6 +26,7 @@ file and position): the output is the same for both engines and from run to run.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import re
 import threading
 import time
@@ -114,6 +115,7 @@ class Report:
     rules: int = 0                 # rules run (CloudTrail detection rules, correlations' included)
     correlations: int = 0
     skipped: int = 0               # rules and correlations for other log sources
+    digests: int = 0               # CloudTrail-Digest files left out
     files: int = 0
     records: int = 0               # records read, duplicates included
     duplicates: int = 0            # records left out: an earlier one has their eventID
@@ -147,9 +149,13 @@ def run(rule_paths, log_paths, engine="duckdb", placeholders=None, progress=None
 def _run(rule_paths, log_paths, engine, placeholders, progress, threads) -> Report:
     start = time.perf_counter()
     report = Report(engine)
+    files = log_files(log_paths, report)
     if engine == "duckdb":
+        if importlib.util.find_spec("duckdb") is None:
+            raise TranspileError("the duckdb engine needs the duckdb package (pip install duckdb); "
+                                 "--engine evaluator needs nothing more", kind="option")
         from .duckdb_events import stage_files
-        staged = stage_files(log_paths, (lambda done, total: progress("reading logs", done, total))
+        staged = stage_files(files, (lambda done, total: progress("reading logs", done, total))
                              if progress else None)
         report.phases["files"] = time.perf_counter() - start
         reader = _DuckReader(staged, threads)
@@ -164,11 +170,21 @@ def _run(rule_paths, log_paths, engine, placeholders, progress, threads) -> Repo
         rules, errors = _load_rules(rule_paths, placeholders, progress)
         plan = _plan(rules, errors, report)
         report.phases["rules"] = time.perf_counter() - start
-        _run_evaluator(plan, log_paths, report, progress)
+        _run_evaluator(plan, files, report, progress)
     report.detections.sort(key=Detection.sort_key)
     report.alerts.sort(key=alert_key)
     report.phases["total"] = time.perf_counter() - start
     return report
+
+
+def log_files(paths, report=None) -> list:
+    """The event files under paths (events.event_files), but CloudTrail's digest files
+    (AWSLogs/<account>/CloudTrail-Digest/...: hashes of the log files, not events)."""
+    files = event_files(paths)
+    kept = [f for f in files if "CloudTrail-Digest" not in f.parts[:-1]]
+    if report is not None:
+        report.digests = len(files) - len(kept)
+    return kept
 
 
 def _load_rules(paths, placeholders, progress):
@@ -225,9 +241,8 @@ def shown_fields(event: dict) -> dict:
 
 # --- the evaluator -------------------------------------------------------------------------------
 
-def _run_evaluator(plan: _Plan, log_paths, report: Report, progress):
+def _run_evaluator(plan: _Plan, files, report: Report, progress):
     start = time.perf_counter()
-    files = event_files(log_paths)
     events, seen = [], set()           # (file, index, dict), first of each eventID
     for n, path in enumerate(files, 1):
         if progress is not None:
@@ -529,7 +544,8 @@ def _cell(value: str) -> str:
 def summary(report: Report) -> str:
     """Counts, then detections by level and by rule (most severe first), then correlation alerts."""
     r = report
-    lines = [f"hunt ({r.engine}): {r.files} files ({len(r.bad_files)} unreadable), {r.records} records, "
+    lines = [f"hunt ({r.engine}): {r.files} files ({len(r.bad_files)} unreadable"
+             + (f", {r.digests} CloudTrail-Digest files left out" if r.digests else "") + f"), {r.records} records, "
              f"{r.duplicates} duplicates left out (same eventID as an earlier record), {r.events} events; "
              f"{r.rules} rules and {r.correlations} correlations for CloudTrail"
              + (f" ({r.skipped} for other log sources skipped)" if r.skipped else "")
