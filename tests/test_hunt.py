@@ -182,6 +182,15 @@ def test_both_engines_give_the_same_timeline(rules_dir, logs):
     assert alerts[1]["group"] == {"sourceIPAddress": "198.51.100.7", "userIdentity.accessKeyId": "AKIAEXAMPLE"}
 
 
+def test_correlations_without_sql_give_the_same_alerts(rules_dir, logs, monkeypatch):
+    """Correlations run as the SQL `convert -t duckdb` writes; where there is none, through
+    correlation.alerts over the rows DuckDB selected: the same alerts either way."""
+    with_sql = hunt.run([rules_dir], [logs], "duckdb").alerts
+    monkeypatch.setattr(hunt, "_correlate_sql", lambda con, backend, c: None)
+    without = hunt.run([rules_dir], [logs], "duckdb").alerts
+    assert [a.as_dict() for a in without] == [a.as_dict() for a in with_sql] and len(with_sql) == 2
+
+
 def test_timeline_is_sorted_by_time_then_event_id_then_title(rules_dir, logs):
     report = hunt.run([rules_dir], [logs], "duckdb")
     keys = [(hunt.time_key(d.time), d.event_id or "", d.title) for d in report.detections]

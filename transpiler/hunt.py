@@ -380,7 +380,10 @@ def _run_duckdb(plan: _Plan, reader: _DuckReader, report: Report, progress):
             report.detections.extend(Detection(*shown[r][0], *meta, shown[r][1], shown[r][2]) for r in rows)
     number = {id(r): n for n, r in enumerate(plan.run)}
     for c in plan.correlations:
-        report.alerts.extend(_correlate(con, scan, backend, c, [hits.get(number[id(b)], []) for b in c.rules]))
+        alerts = _correlate_sql(con, backend, c)
+        if alerts is None:             # no SQL for it: correlation.alerts over the rows DuckDB selected
+            alerts = _correlate(con, scan, backend, c, [hits.get(number[id(b)], []) for b in c.rules])
+        report.alerts.extend(alerts)
     report.phases["results"] = time.perf_counter() - start
 
 
@@ -443,6 +446,31 @@ def _events(con, scan, rows) -> dict:
             continue    # changed since it was read: its rows are left out
         out.update((row_id, records[idx]) for row_id, idx in wanted if idx < len(records))
     return out
+
+
+def _correlate_sql(con, backend, c):
+    """The correlation's alerts from the query `convert -t duckdb` writes for it (the same
+    query runs on Athena), or None where the backend has none for it."""
+    convert = getattr(backend, "convert_correlation", None)
+    try:
+        sql = convert(c) if convert is not None else None
+    except Unsupported:
+        return None
+    if sql is None:
+        return None
+    out = []
+    width = len(c.group_by)
+    for row in con.execute(sql).fetchall():
+        group = tuple((name, text(value)) for name, value in zip(c.group_by, row[:width]))
+        first, last, triggers = row[width:width + 3]
+        out.append(correlation.Alert(c, group, _utc(first), _utc(last), int(triggers)))
+    return out
+
+
+def _utc(moment):
+    """A time from SQL (TIMESTAMP: UTC, naive) as correlation.Alert holds it (aware)."""
+    utc = correlation.datetime.timezone.utc
+    return moment.replace(tzinfo=utc) if moment.tzinfo is None else moment.astimezone(utc)
 
 
 def _correlate(con, scan, backend, c, hits) -> list:
