@@ -314,8 +314,10 @@ class _DuckReader(threading.Thread):
 
             from .duckdb_events import load_staged
             self.con = duckdb.connect(":memory:")
-            self.con.execute(f"SET threads = {int(self.threads)}")
+            # One DuckDB thread while Python loads the rules on the other core; all for the queries.
+            self.con.execute("SET threads = 1")
             self.scan = load_staged(self.con, self.staged, dedupe=True, lowered=tuple(PREFILTER.values()))
+            self.con.execute(f"SET threads = {int(self.threads)}")
         except BaseException as e:    # re-raised on the main thread
             self.error = e
         finally:
