@@ -2,7 +2,8 @@
 
 tests/correlations/expected/<target>.yaml maps each case id to the exact text the target
 generates (for a correlation case: the correlation's query; for a filter case: the query of
-the rule the filters apply to), or `UNSUPPORTED: <fragment of the message>`. Fill in the
+the rule the filters apply to), or `UNSUPPORTED: <fragment of the message>` (as generated:
+its first clause, up to "; "). Fill in the
 missing ids from what the backend generates now, then READ them:
     python tests/correlation_expected.py kql           # add missing case ids only
     python tests/correlation_expected.py kql --all     # rewrite every entry (then read the diff!)
@@ -54,7 +55,7 @@ def generate(backend, case) -> str:
             return backend.convert_correlation(correlations[0])
         return backend.convert(detections[0])
     except Unsupported as e:
-        return f"{UNSUPPORTED}: {e.message}"
+        return f"{UNSUPPORTED}: {e.message.split('; ')[0]}"      # a fragment: its first clause
 
 
 def load_expected(target: str) -> dict:

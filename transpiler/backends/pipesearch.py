@@ -10,6 +10,17 @@ the source of Araqne LogDB, the Apache-licensed engine Logpresso grew from, tagg
   inside literals too. Values holding such characters go through match() with \\uXXXX escapes.
 - `==` against a string constant is case-sensitive and reads `*` as a wildcard; `?` is literal.
 - match() is java.util.regex, unanchored (find()).
+
+Correlations (Sigma v2.1, transpiler/correlation.py): none of the types is supported, each
+for a named reason (CORRELATION_GAPS). Every type is defined on a sliding window that ends
+at each event (t - timespan <= time <= t, per group), or for temporal_ordered on a chain
+state carried from event to event. Logpresso's documented aggregation commands are `stats`
+(a whole group at once) and `timechart span=` (fixed buckets: two events a second apart can
+fall into different buckets, so counts differ from a window's); `sort`, `eval` and `search`
+work on one row at a time, and `join` is documented for subquery rows with unique keys only.
+Nothing documented computes a value per event over the events before it, so a query could
+only approximate the semantics; the rules are reported unsupported instead. Filters need no
+support of their own: they are ANDed into the rules they name before conversion.
 """
 from __future__ import annotations
 
@@ -123,6 +134,13 @@ class PipeSearch(Backend):
             parts.append(self.render(a, Or))
         return parts
 
+    # --- correlations --------------------------------------------------------------------------
+    def convert_correlation(self, correlation) -> str:
+        """Always Unsupported, with the reason its type cannot be expressed (module docstring)."""
+        c = correlation
+        raise Unsupported(f"pipesearch: {c.type} " + CORRELATION_GAPS[c.type].format(span=_span(c.timespan)),
+                          path=c.rule.label, where="correlation", kind="correlation")
+
     # --- fields --------------------------------------------------------------------------------
     def field(self, m) -> str:
         """The expression reading a Match's field (or a field name, for fieldref's other side)."""
@@ -181,6 +199,29 @@ class PipeSearch(Backend):
         """The output field order for a rule (empty: all fields)."""
         self.mapping = self.mapping_for(rule)
         return self.enrichment(rule)["fields"]
+
+
+_WINDOW = ("needs, at each event, {what} over the events of its group from {span} before it up to it (a sliding "
+           "window); Logpresso's stats aggregates whole groups and timechart fixed buckets (span=), which are not "
+           "such windows, and no documented command aggregates per event over the events before it")
+CORRELATION_GAPS = {
+    "event_count": _WINDOW.replace("{what}", "a count"),
+    "value_count": _WINDOW.replace("{what}", "a count of distinct values"),
+    "temporal": _WINDOW.replace("{what}", "a count of distinct rules"),
+    "value_sum": _WINDOW.replace("{what}", "a sum"),
+    "value_avg": _WINDOW.replace("{what}", "an average"),
+    "value_percentile": _WINDOW.replace("{what}", "a percentile") + ", nor an exact (interpolated) percentile",
+    "temporal_ordered": "needs the start of the current chain of rule matches carried from event to event in "
+                        "each group (the rules' events in order within {span}); no documented command keeps "
+                        "state across rows: sort, eval and search see one row at a time",
+}
+
+
+def _span(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def required_value(query, field):
