@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from ..errors import Unsupported
+from ..errors import TranspileError, Unsupported
 from ..evaluate import text
 from ..mapping import builtin_mappings, load_mapping_file
 from ..nodes import Match, Not, Op, Or, Wild
@@ -59,20 +59,19 @@ ISO_TIME = (r"^\s*([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{8})((?s:.)([0-9]{2}(:[0-9]{2
             r"([.,][0-9]+)?([+-]([01][0-9]|2[0-3])(:?[0-5][0-9](:?[0-5][0-9]([.,][0-9]+)?)?)?)?)?\s*$")
 ISO_PARTS = r"^\s*([0-9]{4})-?([0-9]{2})-?([0-9]{2})(?:(?s:.)([0-9]{2}):?([0-9]{2})?:?([0-9]{2})?)?(?s:.*)$"
 
-# An event's time for correlations (correlation.event_time: Python's fromisoformat after
-# str.strip() and Z -> +00:00), in the ISO forms: a date YYYY-MM-DD or YYYYMMDD (year 0001 on),
-# optionally any one character and a clock hh, hh:mm, hh:mm:ss, hhmm or hhmmss (in range),
-# a fraction ([.,] digits: six are read, more ignored) and an offset [+-] clock [fraction],
-# between any whitespace str.strip() removes. INSTANT says which texts are read,
-# INSTANT_PARTS captures the parts of one that is. Python also reads week dates, offset
-# minutes over 59 and stray characters before an offset: such times are not read in SQL.
-_PY_SPACE = r"[\t-\r\x1c-\x20\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
+# An event's time for correlations, read as correlation.event_time reads it (Python's
+# fromisoformat after str.strip() and Z -> +00:00) in the ISO forms: between any whitespace
+# str.strip() removes, a date YYYY-MM-DD or YYYYMMDD (year 0001 on), then optionally any one
+# character and a clock hh, hh:mm, hh:mm:ss, hhmm or hhmmss, a fraction ([.,] digits: six are
+# read, more ignored) and an offset [+-] clock (hours under 24, minutes and seconds under 60)
+# [fraction]. Groups: date, clock, fraction, sign, offset, offset fraction. Python also reads
+# week dates, offset minutes over 59 and a stray character before an offset: SQL does not.
+_PY_SPACE = r"[\t-\r\x1c-\x1f\x{85}\pZ]"     # exactly str.isspace()
 _YEAR = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"
-_CLOCK = r"(?:[01][0-9]|2[0-3])(?::[0-5][0-9](?::[0-5][0-9])?|[0-5][0-9](?:[0-5][0-9])?)?"
-INSTANT = (rf"^{_PY_SPACE}*(?:{_YEAR}-[0-9]{{2}}-[0-9]{{2}}|{_YEAR}[0-9]{{4}})"
-           rf"(?:(?s:.){_CLOCK}(?:[.,][0-9]+)?(?:[+-]{_CLOCK}(?:[.,][0-9]+)?)?)?{_PY_SPACE}*$")
-INSTANT_PARTS = (rf"^{_PY_SPACE}*([0-9]{{4}})-?([0-9]{{2}})-?([0-9]{{2}})(?:(?s:.)([0-9]{{2}}):?([0-9]{{2}})?:?([0-9]{{2}})?"
-                 rf"(?:[.,]([0-9]+))?(?:([+-])([0-9]{{2}}):?([0-9]{{2}})?:?([0-9]{{2}})?(?:[.,]([0-9]+))?)?)?{_PY_SPACE}*$")
+_CLOCK = r"[0-9]{2}(?::[0-9]{2}(?::[0-9]{2})?|[0-9]{2}(?:[0-9]{2})?)?"
+_OFFSET = r"(?:[01][0-9]|2[0-3])(?::[0-5][0-9](?::[0-5][0-9])?|[0-5][0-9](?:[0-5][0-9])?)?"
+INSTANT = (rf"^{_PY_SPACE}*({_YEAR}(?:-[0-9]{{2}}-[0-9]{{2}}|[0-9]{{4}}))(?:(?s:.)({_CLOCK})(?:[.,]([0-9]+))?"
+           rf"(?:([+-])({_OFFSET})(?:[.,]([0-9]+))?)?)?{_PY_SPACE}*$")
 
 
 @dataclass(frozen=True)
@@ -232,7 +231,7 @@ class Sql(Backend):
 
     def template_globals(self) -> dict:
         return {"NUMBER": NUMBER, "IPV4": IPV4, "ISO_TIME": ISO_TIME, "ISO_PARTS": ISO_PARTS,
-                "INSTANT": INSTANT, "INSTANT_PARTS": INSTANT_PARTS}
+                "INSTANT": INSTANT}
 
     def filters(self) -> dict:
         return {"lit": literal, "like": like_pattern, "needle": needle, "folds": folds,
