@@ -3,7 +3,7 @@
 Two engines give the same answers:
 - duckdb: the files go once into an in-memory DuckDB table shaped like AWS's Athena table for
   CloudTrail (duckdb_events.scan_cloudtrail), and every rule runs as the WHERE clause that
-  `convert -t duckdb` writes for it, a hundred rules per UNION ALL statement. A rule whose
+  `convert -t duckdb` writes for it, fifty rules per UNION ALL statement. A rule whose
   required eventName/eventSource values (ruleset.required_values) do not occur in the logs
   is not run at all; the others only look at rows with those values. The same rules converted
   with `-t athena` run on Athena over the S3 bucket. A rule DuckDB cannot express runs on the
@@ -15,16 +15,19 @@ Both read the files events.py reads, in the same order; a file that cannot be re
 reported and skipped. CloudTrail delivers records at least once, so the same record (the same
 eventID) may sit in several files: only the first, in file order, counts.
 
-Correlations: the evaluator engine runs correlation.evaluate; the duckdb engine feeds the rows
-DuckDB selected to correlation.alerts (the same windows), with the event time and the group-by
-and aggregated values read from the columns the queries read. Only rules for CloudTrail
-(logsource product aws, service cloudtrail) are run; others are counted as skipped.
+Correlations: the evaluator engine runs correlation.evaluate; the duckdb engine runs the query
+`convert -t duckdb` writes for the correlation (Athena's is its twin), and where there is none,
+feeds the rows DuckDB selected to correlation.alerts (the same windows), with the event time and
+the group-by and aggregated values read from the columns the queries read. Only rules for
+CloudTrail (logsource product aws, service cloudtrail) are run; others are counted as skipped.
+CloudTrail-Digest files (hashes of the log files) are left out.
 
 Detections are sorted by event time, then eventID, then rule title (then rule id and path,
 file and position): the output is the same for both engines and from run to run.
 """
 from __future__ import annotations
 
+import datetime
 import gc
 import importlib.util
 import re
@@ -33,6 +36,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 from . import correlation
 from .duckdb_events import CLOUDTRAIL, _record
@@ -102,7 +106,7 @@ def time_key(value):
     moment = timestamp(value) if value is not None else None
     if moment is not None:
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=correlation.datetime.timezone.utc)
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
         return (0, moment.timestamp(), value)
     return (1, 0.0, value or "") if value is not None else (2, 0.0, "")
 
@@ -443,7 +447,7 @@ def _events(con, scan, rows) -> dict:
     for f, wanted in sorted(by_file.items()):
         path = scan.files[f]
         try:
-            records = parse_events(_read(__import__("pathlib").Path(path)), path)
+            records = parse_events(_read(Path(path)), path)
         except (EventsError, RecursionError):
             continue    # changed since it was read: its rows are left out
         out.update((row_id, records[idx]) for row_id, idx in wanted if idx < len(records))
@@ -471,7 +475,7 @@ def _correlate_sql(con, backend, c):
 
 def _utc(moment):
     """A time from SQL (TIMESTAMP: UTC, naive) as correlation.Alert holds it (aware)."""
-    utc = correlation.datetime.timezone.utc
+    utc = datetime.timezone.utc
     return moment.replace(tzinfo=utc) if moment.tzinfo is None else moment.astimezone(utc)
 
 
