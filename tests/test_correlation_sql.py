@@ -385,6 +385,21 @@ def test_duckdb_reads_no_time_the_evaluator_does_not(con, value):
     assert got is None or got == python_time(value), repr(value)
 
 
+# --- the generic table lists a field's values in the evaluator's order (first value = group) ---
+
+KEYS = st.sampled_from(["a", "b", "a.b", "b.a"])
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.sampled_from(["x", "y", ""]))
+JSON = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                     st.dictionaries(KEYS, inner, max_size=3)), max_leaves=10)
+
+
+@given(event=st.dictionaries(KEYS, JSON, max_size=4), name=st.sampled_from(["a", "a.b", "b.a", "a.b.a", "a.a.b"]))
+@settings(max_examples=500, deadline=None)
+def test_generic_table_values_in_the_evaluators_order(event, name):
+    from transpiler.evaluate import field_values, text
+    assert duckdb_events.field_values(event).get(name, []) == [text(v) for v in field_values(event, name)]
+
+
 # --- regenerate the expected files --------------------------------------------------------------
 
 def main(argv):

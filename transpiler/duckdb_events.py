@@ -30,6 +30,7 @@ from pathlib import Path
 import duckdb
 
 from .backends.sql import identifier, literal
+from . import evaluate
 from .errors import EventsError
 from .evaluate import text
 from .events import Event, _read, event_files, parse_events, read_events
@@ -135,6 +136,11 @@ def field_values(event: dict) -> dict:
                     walk(value, key if path is None else f"{path}.{key}")
 
     walk(event, None)
+    # Where a name has several values, list them in the evaluator's order (a literal dotted key
+    # before the path through objects): a correlation takes a field's first value.
+    for name, values in out.items():
+        if "." in name and len(values) > 1:
+            out[name] = [text(v) for v in evaluate.field_values(event, name)]
     return out
 
 
