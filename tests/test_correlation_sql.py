@@ -385,6 +385,51 @@ def test_duckdb_reads_no_time_the_evaluator_does_not(con, value):
     assert got is None or got == python_time(value), repr(value)
 
 
+# --- random event sequences: DuckDB raises the evaluator's alerts for every type -------------------
+
+THREE_RULES = """
+title: c
+logsource: {product: test}
+correlation: {type: temporal_ordered, rules: [r0, r1, r2], group-by: [g], timespan: 1m}
+---
+title: r0
+logsource: {product: test}
+detection: {sel: {action: a0}, condition: sel}
+---
+title: r1
+logsource: {product: test}
+detection: {sel: {action: [a1, a12]}, condition: sel}
+---
+title: r2
+logsource: {product: test}
+detection: {sel: {action: [a2, a12]}, condition: sel}
+"""
+BASE = load(THREE_RULES)[0][0]
+EVENT = st.fixed_dictionaries(
+    {"eventTime": st.integers(0, 8).map(lambda s: f"2024-01-01T00:{s // 2:02d}:{30 * (s % 2):02d}Z"),
+     "action": st.sampled_from(["a0", "a1", "a2", "a12", "a0", "a12", "other"])},
+    optional={"g": st.sampled_from(["x", "x", "y", 1, ["x", "y"]]), "v": st.sampled_from([1, 2, "2", 2.5, "b", "B", None])})
+TYPES = st.sampled_from(["event_count", "value_count", "temporal", "temporal_ordered", "value_sum", "value_avg",
+                         "value_percentile"])
+
+
+@given(events=st.lists(EVENT, max_size=20), type_=TYPES, op=st.sampled_from(["gt", "gte", "lt", "lte", "eq", "neq"]),
+       limit=st.sampled_from([0, 1, 2, 3, 2.25]), timespan=st.sampled_from([30, 60, 180]),
+       group_by=st.sampled_from([("g",), ()]), percentile=st.sampled_from([0, 50, 90, 100, 33.3]))
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_sequences_raise_the_evaluators_alerts(con, events, type_, op, limit, timespan, group_by, percentile):
+    """Times on a 30s grid (peers and window ends meet often), an event two rules select (a12),
+    groups missing or listed, values numeric, textual or missing."""
+    if type_ == "temporal_ordered":
+        op, limit = "gte", 3
+    c = dataclasses.replace(BASE, type=type_, condition=((op, limit),), timespan=timespan,
+                            group_by=group_by, field="v" if type_.startswith("value") else None,
+                            percentile=percentile if type_ == "value_percentile" else None)
+    duckdb_events.load_events(con, events)
+    sql = DuckDB(mapping_file=GENERIC).convert_correlation(c)
+    assert duckdb_alerts(con, sql) == evaluator_alerts(c, events), sql
+
+
 # --- the generic table lists a field's values in the evaluator's order (first value = group) ---
 
 KEYS = st.sampled_from(["a", "b", "a.b", "b.a"])
