@@ -430,6 +430,13 @@ def test_random_sequences_raise_the_evaluators_alerts(con, events, type_, op, li
     assert duckdb_alerts(con, sql) == evaluator_alerts(c, events), sql
 
 
+def test_out_of_range_epoch_numbers_are_no_time():
+    """correlation.event_time raised on 1e12 (epoch milliseconds); now no time, like bad text."""
+    assert event_time({"eventTime": 1e12}) is None
+    assert event_time({"eventTime": [1e20, 0]}) == datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    assert event_time({"eventTime": -1e15, "timestamp": "2024-01-01"}).year == 2024
+
+
 # --- the generic table lists a field's values in the evaluator's order (first value = group) ---
 
 KEYS = st.sampled_from(["a", "b", "a.b", "b.a"])

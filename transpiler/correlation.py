@@ -248,7 +248,10 @@ def event_time(event: dict, time_field: str | None = None):
     for name in ((time_field,) if time_field else TIME_FIELDS):
         for value in field_values(event, name):
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+                try:
+                    return datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+                except (OverflowError, OSError, ValueError):    # beyond year 1..9999 (epoch ms): no time
+                    continue
             moment = timestamp(value)
             if moment is not None:
                 return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
