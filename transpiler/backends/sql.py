@@ -6,6 +6,10 @@ parts). Templates look macros up as `dialect.NAME`, the dialect's own first: the
 override idea as sqlglot's per-dialect generators. Mappings in templates/sql/mappings/
 (CloudTrail) serve both dialects; each dialect adds its own generic.yml.
 
+Correlations (convert_correlation) are one query each, templates/sql/correlation.j2: the
+referenced rules' events, a sliding window per event (RANGE ... PRECEDING AND CURRENT ROW),
+one row per alert. The time_field option names the event time (default eventTime).
+
 This file only resolves fields and escapes values; every word of SQL is in the templates.
 """
 from __future__ import annotations
