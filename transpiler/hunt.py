@@ -27,6 +27,7 @@ file and position): the output is the same for both engines and from run to run.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gc
 import importlib.util
@@ -139,12 +140,18 @@ def run(rule_paths, log_paths, engine="duckdb", placeholders=None, progress=None
     progress(label, done, total) follows the slow steps."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}")
-    # Hundreds of thousands of events and detections, and no reference cycles among them: the
-    # cyclic garbage collector would walk them again and again for nothing.
+    with _no_gc():
+        return _run(rule_paths, log_paths, engine, placeholders, progress, threads)
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """Hundreds of thousands of events and detections, and no reference cycles among them: the
+    cyclic garbage collector would walk them again and again for nothing."""
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _run(rule_paths, log_paths, engine, placeholders, progress, threads)
+        yield
     finally:
         if collecting:
             gc.enable()
@@ -335,7 +342,7 @@ class _DuckReader(threading.Thread):
 
 
 def _run_duckdb(plan: _Plan, reader: _DuckReader, report: Report, progress):
-    from .backends.sql import DuckDB, literal
+    from .backends.sql import DuckDB
     start = time.perf_counter()
     con, scan = reader.con, reader.scan
     report.files, report.bad_files = len(scan.files), list(scan.errors)
@@ -351,12 +358,10 @@ def _run_duckdb(plan: _Plan, reader: _DuckReader, report: Report, progress):
             continue
         try:
             where = _where(backend, rule)
-        except Unsupported as e:
+        except TranspileError as e:
             slow.append((n, narrow, e))
             continue
-        condition = " AND ".join(f"_lower_{column} IN ({', '.join(map(literal, sorted(values)))})"
-                                 for column, values in narrow) or "TRUE"
-        statements.append(f"SELECT {n} AS rule, row_id FROM cloudtrail_logs WHERE {condition} AND ({where})")
+        statements.append(f"SELECT {n} AS rule, row_id FROM cloudtrail_logs WHERE {_narrow_sql(narrow)} AND ({where})")
     report.queries = len(statements)
     hits = defaultdict(list)           # rule no -> row ids
     batches = [statements[i:i + BATCH] for i in range(0, len(statements), BATCH)]
@@ -370,9 +375,8 @@ def _run_duckdb(plan: _Plan, reader: _DuckReader, report: Report, progress):
     for n, narrow, error in slow:      # on the evaluator, over the events the prefilter leaves
         report.on_evaluator.append(error)
         test = compile_query(plan.run[n].query)
-        condition = " AND ".join(f"_lower_{column} IN ({', '.join(map(literal, sorted(values)))})"
-                                 for column, values in narrow) or "TRUE"
-        candidates = [r for (r,) in con.execute(f"SELECT row_id FROM cloudtrail_logs WHERE {condition}").fetchall()]
+        candidates = [r for (r,) in con.execute(f"SELECT row_id FROM cloudtrail_logs WHERE {_narrow_sql(narrow)}")
+                      .fetchall()]
         events = _events(con, scan, candidates)
         hits[n].extend(r for r in candidates if r in events and test(events[r]))
     for rows in hits.values():
@@ -422,6 +426,12 @@ def _prefilter(query, present):
 
 _SHOWN_SQL = ("t.eventtime, t.eventname, coalesce(" + ", ".join(f"t.useridentity.{k}" for k in _USER) +
               "), t.sourceipaddress, t.awsregion, t.eventid")
+
+
+def _narrow_sql(narrow) -> str:
+    from .backends.sql import literal
+    return " AND ".join(f"_lower_{column} IN ({', '.join(map(literal, sorted(values)))})"
+                        for column, values in narrow) or "TRUE"
 
 
 def _shown_rows(con, scan, rows) -> dict:
@@ -533,6 +543,11 @@ def rows(report: Report) -> list[dict]:
 
 
 def write(report: Report, fmt: str, out) -> None:
+    with _no_gc():
+        _write(report, fmt, out)
+
+
+def _write(report: Report, fmt: str, out) -> None:
     if fmt == "jsonl":
         import json
         for row in rows(report):
