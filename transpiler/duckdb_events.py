@@ -22,6 +22,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import tempfile
 import zlib
 from dataclasses import dataclass, field
@@ -257,7 +258,7 @@ class Staged:
 
     def __init__(self, paths, progress=None):
         self.files = [str(f) for f in event_files(paths)]
-        self._dir = tempfile.TemporaryDirectory(prefix="sigma-scan-", dir=_scratch())
+        self._dir = tempfile.TemporaryDirectory(prefix="sigma-scan-", dir=_scratch(self.files))
         self.wrapped, self.other = Path(self._dir.name) / "wrapped.jsonl", Path(self._dir.name) / "other.jsonl"
         self.slow, self.blank, self.longest = _write_lines(self.files, self.wrapped, self.other, progress)
 
@@ -342,10 +343,18 @@ def _columns(lowered) -> str:
                       for column, key, kind in CLOUDTRAIL if column in lowered and kind == TEXT])
 
 
-def _scratch():
-    """Where the line files go: memory-backed /dev/shm where there is one."""
+def _scratch(files) -> str | None:
+    """Where the line files go: memory-backed /dev/shm where there is one with room to spare
+    for them (CloudTrail's gzip files inflate about tenfold), else the temporary folder."""
     shm = Path("/dev/shm")
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        return None
+    try:
+        need = 10 * sum(os.stat(f).st_size for f in files)
+        room = shutil.disk_usage(shm).free
+    except OSError:
+        return None
+    return str(shm) if need < room // 4 else None
 
 
 def _file_bytes(path: str):
