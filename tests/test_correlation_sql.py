@@ -408,7 +408,7 @@ BASE = load(THREE_RULES)[0][0]
 EVENT = st.fixed_dictionaries(
     {"eventTime": st.integers(0, 8).map(lambda s: f"2024-01-01T00:{s // 2:02d}:{30 * (s % 2):02d}Z"),
      "action": st.sampled_from(["a0", "a1", "a2", "a12", "a0", "a12", "other"])},
-    optional={"g": st.sampled_from(["x", "x", "y", 1, ["x", "y"]]), "v": st.sampled_from([1, 2, "2", 2.5, "b", "B", None])})
+    optional={"g": st.sampled_from(["x", "x", "y", 1, ["x", "y"]]), "v": st.sampled_from([1, 2, "2", 2.5, " 3 ", "b", "B", None, "1e400", "-1e400"])})
 TYPES = st.sampled_from(["event_count", "value_count", "temporal", "temporal_ordered", "value_sum", "value_avg",
                          "value_percentile"])
 
@@ -428,6 +428,20 @@ def test_random_sequences_raise_the_evaluators_alerts(con, events, type_, op, li
     duckdb_events.load_events(con, events)
     sql = DuckDB(mapping_file=GENERIC).convert_correlation(c)
     assert duckdb_alerts(con, sql) == evaluator_alerts(c, events), sql
+
+
+@pytest.mark.parametrize("type_", ["value_sum", "value_avg", "value_percentile"])
+@pytest.mark.parametrize("op", ["gt", "gte", "lt", "lte", "eq", "neq"])
+def test_nan_meets_no_condition_but_neq(con, type_, op):
+    """inf - inf is NaN: Python's comparisons with it are false but !=; DuckDB's NaN is above
+    every number, so its > and >= need a guard."""
+    events = [{"eventTime": "2024-01-01T00:00:00Z", "action": "a0", "v": v} for v in ("1e400", "-1e400")]
+    c = dataclasses.replace(BASE, type=type_, condition=((op, 0),), field="v", group_by=(),
+                            percentile=50 if type_ == "value_percentile" else None)
+    duckdb_events.load_events(con, events)
+    want = evaluator_alerts(c, events)
+    assert duckdb_alerts(con, DuckDB(mapping_file=GENERIC).convert_correlation(c)) == want
+    assert (want != []) == (op == "neq")
 
 
 def test_out_of_range_epoch_numbers_are_no_time():
