@@ -446,3 +446,19 @@ def test_json_group_key_and_number_column(tmp_path):
     columns = [["TimeGenerated", "datetime"], ["Request", "string"], ["Ok", "bool"], ["Ms", "real"],
                ["action", "string"]]
     assert _analyze([("json", query, "Logs_CL", columns)]) == {}
+
+
+@pytest.mark.parametrize("value", ["5", " 5 ", "\t-1.5e3\n", "+.5", "5.", "1e400", "0x10", "NaN", "Infinity", "",
+                                   " ", "1 2", "\u00a05", "\x0b5", "٣", "5\n\n"])
+def test_numbers_read_as_the_evaluator_reads_them(value):
+    """The decimal test of match.j2 (where clauses and correlation values), run as a Python
+    regex (the pattern is ASCII-only, so both engines read it alike), agrees with
+    evaluate.number on which texts are numbers, and trim() leaves what float() parses."""
+    from transpiler.evaluate import number
+    query = Kql().convert(load_text("title: t\nlogsource: {category: x}\ndetection: {s: {n|gt: 3}, condition: s}\n",
+                                    "t.yml")[0][0])
+    pattern = re.search(r'matches regex @"(.*?)"', query).group(1).replace("$", r"\Z")
+    trimmed = value.strip(" \t\n\f\r")
+    assert bool(re.match(pattern, value)) == (number(value) is not None)
+    if number(value) is not None:
+        assert float(trimmed) == number(value)
