@@ -94,17 +94,17 @@ def report_of(tmp_path, *argv, name="report.json"):
 def test_every_document_is_counted_once(rules, tmp_path, capsys):
     code, report = report_of(tmp_path, rules, "-t", "athena")
     s = report["summary"]
-    assert (s["read"], s["converted"], s["unsupported"], s["failed"]) == (9, 6, 2, 1)
+    assert (s["read"], s["converted"], s["unsupported"], s["failed"]) == (9, 7, 1, 1)
     assert s["read"] == s["converted"] + s["unsupported"] + s["failed"]
     by_result = {}
     for row in report["rules"]:
         by_result.setdefault(row["result"], []).append(Path(row["path"]).name + (f"#{row['doc']}" if row["doc"] else ""))
-    assert sorted(by_result["unsupported"]) == ["correlation.yml", "keywords.yml"]
+    assert sorted(by_result["unsupported"]) == ["keywords.yml"]
     assert by_result["failed"] == ["broken.yml"]
     correlation = next(r for r in report["rules"] if r["kind"] == "correlation")
-    assert "correlation" in correlation["errors"][0]["message"]      # athena: not (yet) converted
+    assert correlation["result"] == "converted"                      # athena: one query per correlation
     err = capsys.readouterr().err
-    assert err.rstrip().splitlines()[-1].startswith("9 rules read, 6 converted, 2 unsupported, 1 failed")
+    assert err.rstrip().splitlines()[-1].startswith("9 rules read, 7 converted, 1 unsupported, 1 failed")
     assert code == 1                                   # a failed rule, --fail-on error (the default)
 
 
@@ -183,13 +183,17 @@ SENTINEL_TACTICS = {"Collection", "CommandAndControl", "CredentialAccess", "Defe
 
 
 def queries(target, folder):
-    """What the backend itself makes of every convertible rule in folder: {title: query}."""
+    """What the backend itself makes of every convertible rule and correlation in folder:
+    {title: query}."""
+    from transpiler.correlation import resolve
     found, _ = load_paths([folder])
     backend = backends.get(target)()
+    correlations = {id(c.rule): c for c in resolve(found)[0]}
     out = {}
     for r in found:
         try:
-            out[r.title] = backend.convert(r)
+            out[r.title] = backend.convert_correlation(correlations[id(r)]) if id(r) in correlations \
+                else backend.convert(r)
         except Exception:
             pass
     return out
@@ -312,7 +316,7 @@ def test_sentinel_yaml(rules, tmp_path):
 def test_athena_sql_files(rules, tmp_path):
     run(rules, "-t", "athena", "-f", "sql", "-o", tmp_path / "o")
     expected = queries("athena", rules)
-    assert len(list((tmp_path / "o").glob("*.sql"))) == len(expected) == 6
+    assert len(list((tmp_path / "o").glob("*.sql"))) == len(expected) == 7     # six rules, the correlation
     text = (tmp_path / "o" / "create_user.sql").read_text(encoding="utf-8")
     header, query = text.split("\nSELECT", 1)
     lines = header.splitlines()
@@ -330,7 +334,7 @@ def test_athena_cloudformation(rules, tmp_path):
     assert doc["Parameters"]["Database"] == {"Type": "String", "Default": "security",
                                              "Description": "The Athena (AWS Glue) database the queries run in"}
     expected = queries("athena", rules)
-    assert len(doc["Resources"]) == len(expected) == 6
+    assert len(doc["Resources"]) == len(expected) == 7
     for logical_id, res in doc["Resources"].items():
         assert re.fullmatch(r"[A-Za-z0-9]{1,255}", logical_id)
         assert res["Type"] == "AWS::Athena::NamedQuery"
@@ -442,12 +446,12 @@ def test_too_long_for_sentinel_is_unsupported_there(tmp_path):
 def test_default_queries_to_stdout(rules, capsys):
     run(rules, "-t", "athena")
     out = capsys.readouterr().out
-    assert out.count("SELECT *") == 6 and out.endswith("\n\n")
+    assert out.count("SELECT *\nFROM") == 6 and out.count("WITH selected AS") == 1 and out.endswith("\n\n")
 
 
 def test_default_queries_to_files(rules, tmp_path):
     run(rules, "-t", "athena", "-o", tmp_path / "out")
-    assert len(list((tmp_path / "out").iterdir())) == 6
+    assert len(list((tmp_path / "out").iterdir())) == 7
     assert (tmp_path / "out" / "two_1.txt").read_text().startswith("SELECT *")
 
 
@@ -481,7 +485,7 @@ def test_interrupted_run_leaves_no_partial_file(rules, tmp_path, monkeypatch, ca
     left = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert left == sorted(Path(c).name for c in calls[:2])
     for name in left:
-        assert (tmp_path / "out" / name).read_text().rstrip().endswith("'")   # whole query
+        assert (tmp_path / "out" / name).read_text().rstrip().endswith(("'", "ORDER BY g1"))   # whole query
 
 
 def test_interrupted_set_file_is_not_written(rules, tmp_path, monkeypatch):
@@ -708,7 +712,8 @@ detection: {selection: {eventName: ConsoleLogin, errorMessage: Failed authentica
     rows = {r["doc"]: r for r in report["rules"]}
     assert rows[0]["result"] == rows[1]["result"] == "converted"     # the rule, and the filter applied to it
     out = capsys.readouterr().out
-    assert out.count("SELECT") == 1                                   # the filter has no query of its own
+    assert out.count("SELECT *\nFROM") == 1                          # the filter has no query of its own
+    assert rows[2]["result"] == "converted" and out.count("WITH selected AS") == 1   # the correlation
     assert "NOT COALESCE(lower(useragent) LIKE '%terraform%'" in out
     assert rows[3]["result"] == "unsupported" and "generate: false" in rows[3]["errors"][0]["message"]
     s = report["summary"]
