@@ -261,6 +261,7 @@ class Staged:
         self._dir = tempfile.TemporaryDirectory(prefix="sigma-scan-", dir=_scratch(self.files))
         self.wrapped, self.other = Path(self._dir.name) / "wrapped.jsonl", Path(self._dir.name) / "other.jsonl"
         self.slow, self.blank, self.longest = _write_lines(self.files, self.wrapped, self.other, progress)
+        self.size = self.wrapped.stat().st_size + self.other.stat().st_size   # bytes of JSON for DuckDB
 
     def cleanup(self):
         self._dir.cleanup()

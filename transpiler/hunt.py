@@ -51,6 +51,7 @@ TIME_FIELD = "eventTime"
 CLOUDTRAIL_SOURCE = {"product": "aws", "service": "cloudtrail"}
 LEVELS = ("critical", "high", "medium", "low", "informational")
 BATCH = 50                       # rules per UNION ALL statement (planning grows faster than linear)
+SMALL_LOGS = 128 << 20           # bytes of JSON DuckDB parses in about the time the rules take to load
 # Fields the rule index narrows rows by: columns with a lower-case copy in the table.
 PREFILTER = {"eventName": "eventname", "eventSource": "eventsource"}
 # What a detection shows of its event, shaped as the CloudTrail table holds it.
@@ -325,8 +326,9 @@ class _DuckReader(threading.Thread):
 
             from .duckdb_events import load_staged
             self.con = duckdb.connect(":memory:")
-            # One DuckDB thread while Python loads the rules on the other core; all for the queries.
-            self.con.execute("SET threads = 1")
+            # One DuckDB thread while Python loads the rules on the other core (a few hundred
+            # milliseconds), unless the logs take much longer than that; all for the queries.
+            self.con.execute(f"SET threads = {1 if self.staged.size < SMALL_LOGS else int(self.threads)}")
             self.scan = load_staged(self.con, self.staged, dedupe=True, lowered=tuple(PREFILTER.values()))
             self.con.execute(f"SET threads = {int(self.threads)}")
         except BaseException as e:    # re-raised on the main thread
