@@ -368,7 +368,14 @@ def cmd_hunt(args) -> int:
         bar.update(done, total)
 
     placeholders = _placeholders(args.placeholders) if args.placeholders else None
-    report = hunt.run(args.rules, args.logs, args.engine, placeholders, progress)
+    try:
+        with _terminate_as_exit():
+            report = hunt.run(args.rules, args.logs, args.engine, placeholders, progress)
+    except KeyboardInterrupt:
+        for bar in bars.values():
+            bar.clear()
+        print("interrupted", file=sys.stderr)
+        return 130
     for bar in bars.values():
         bar.clear()
     _report(report.rule_errors)
