@@ -444,6 +444,21 @@ def test_nan_meets_no_condition_but_neq(con, type_, op):
     assert (want != []) == (op == "neq")
 
 
+@pytest.mark.parametrize("name", ["order", 'a"b', "x'); DROP TABLE events; --", "first_trigger", "g1", "ts"])
+def test_hostile_group_names(con, name):
+    """Any group-by name is one identifier (and one literal inside the DuckDB map lookup);
+    names like the query's own columns do not clash with them."""
+    sqlglot = pytest.importorskip("sqlglot")
+    c = dataclasses.replace(BASE, type="event_count", condition=(("gte", 2),), group_by=(name,))
+    events = [{"eventTime": "2024-01-01T00:00:00Z", "action": "a0", name: "v"}] * 2
+    sqlglot.parse_one(Athena().convert_correlation(c), read="athena")
+    duckdb_events.load_events(con, events)
+    got = duckdb_alerts(con, DuckDB(mapping_file=GENERIC).convert_correlation(c))
+    want = evaluator_alerts(c, events)
+    assert [(list(g.values()), *rest) for g, *rest in got] == [(list(g.values()), *rest) for g, *rest in want]
+    assert len(want) == 1
+
+
 def test_out_of_range_epoch_numbers_are_no_time():
     """correlation.event_time raised on 1e12 (epoch milliseconds); now no time, like bad text."""
     assert event_time({"eventTime": 1e12}) is None
