@@ -31,9 +31,11 @@ def test_broken_files_are_reported_and_others_read(tmp_path):
     (tmp_path / "notgz.json.gz").write_bytes(b"plain text")
     (tmp_path / "scalars.json").write_text("[1, 2]")
     (tmp_path / "empty.json").write_text("")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     events, errors = read_events([tmp_path])
     assert len(events) == 2
     messages = {e.path.split("/")[-1]: e.message for e in errors}
-    assert set(messages) == {"bad.json", "notgz.json.gz", "scalars.json"}
+    assert set(messages) == {"bad.json", "notgz.json.gz", "scalars.json", "deep.json"}
+    assert messages["deep.json"] == "JSON nested too deeply"
     assert messages["bad.json"].startswith("invalid JSON: line 1")
     assert "not a JSON object" in messages["scalars.json"]

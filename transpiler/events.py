@@ -67,6 +67,8 @@ def parse_events(text: str, path: str = "<string>") -> list[dict]:
         return []
     try:
         data = json.loads(stripped)
+    except RecursionError:
+        raise EventsError("JSON nested too deeply", path=path) from None
     except json.JSONDecodeError as whole:
         if stripped.startswith("{") and "\n" in stripped:
             return _json_lines(stripped, path)
@@ -91,6 +93,8 @@ def _json_lines(text: str, path: str) -> list[dict]:
             continue
         try:
             item = json.loads(line)
+        except RecursionError:
+            raise EventsError(f"line {n}: JSON nested too deeply", path=path) from None
         except json.JSONDecodeError as e:
             raise EventsError(f"invalid JSON Lines: line {n} col {e.colno}: {e.msg}", path=path) from None
         if not isinstance(item, dict):
