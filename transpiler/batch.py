@@ -113,7 +113,10 @@ def convert_all(backend, rules, load_errors, keep=None, progress=None) -> tuple[
     excluded = len(rules) - len(chosen)
     for i, rule in enumerate(chosen):
         if rule.label in problems:
-            record = Record(rule.path, rule.doc, rule, errors=list(problems[rule.label]))
+            found = problems[rule.label]
+            unsupported = all(isinstance(e, Unsupported) for e in found)   # e.g. a chain of correlations
+            record = Record(rule.path, rule.doc, rule, result="unsupported" if unsupported else "failed",
+                            errors=list(found))
         elif rule.kind == "filter":
             record = Record(rule.path, rule.doc, rule, result="converted",
                             extra={"applied_to": list(rule.body.get("rules") or [])})
