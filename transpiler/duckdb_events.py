@@ -33,7 +33,7 @@ import duckdb
 from .backends.sql import identifier, literal
 from . import evaluate
 from .errors import EventsError
-from .evaluate import text
+from .evaluate import strings, text
 from .events import Event, _read, event_files, parse_events, read_events
 
 TEXT, JSON, MAP = "VARCHAR", "JSON", "MAP"
@@ -100,7 +100,7 @@ def load_cloudtrail(con, events, table: str = "cloudtrail_logs") -> int:
 
 def load_events(con, events, table: str = "events") -> int:
     """(Re)create `table` of the generic shape from any JSON events; the row count."""
-    rows = [{"event": json.dumps(e, ensure_ascii=False), "fields": field_values(e), "strings": strings(e)}
+    rows = [{"event": json.dumps(e, ensure_ascii=False), "fields": field_values(e), "strings": strings(e, [])}
             for e in _dicts(events)]
     return _load(con, table, GENERIC, rows)
 
@@ -142,20 +142,6 @@ def field_values(event: dict) -> dict:
     for name, values in out.items():
         if "." in name and len(values) > 1:
             out[name] = [text(v) for v in evaluate.field_values(event, name)]
-    return out
-
-
-def strings(obj, out=None) -> list:
-    """Every string value anywhere in obj (keys excluded), as evaluate.strings."""
-    out = [] if out is None else out
-    if isinstance(obj, str):
-        out.append(obj)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            strings(v, out)
-    elif isinstance(obj, list):
-        for v in obj:
-            strings(v, out)
     return out
 
 
