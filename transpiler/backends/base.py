@@ -102,21 +102,33 @@ class Backend:
         return m.group(text) if parent not in (None, type(query)) else text
 
     def _render_or_args(self, args) -> list[str]:
-        """Render an Or's children, folding equalities on one field into in_() where the
-        backend has that macro. Order of first appearance is kept: deterministic output."""
-        in_ = getattr(self.macros, "in_", None)
+        """Render an Or's children, folding string equalities on one field into in_() where the
+        backend has that macro."""
+        if getattr(self.macros, "in_", None) is None:
+            return [self.render(a, Or) for a in args]
+
+        def key(a):
+            if isinstance(a, Match) and a.op is Op.EQ and isinstance(a.value, str):
+                return "in_", a.field, a.cased
+            return None
+        return self.fold_or(args, key)
+
+    def fold_or(self, args, key, fold=None) -> list[str]:
+        """An Or's children, those with the same key(child) (a tuple whose first item names the
+        macro) rendered together by fold(key, children), by default that macro; the rest one by
+        one. Order of first appearance is kept: deterministic output."""
+        fold = fold or (lambda k, group: getattr(self.macros, k[0])(group))
+        keys = [key(a) for a in args]
         groups: dict = {}
-        if in_ is not None:
-            for a in args:
-                if isinstance(a, Match) and a.op is Op.EQ and isinstance(a.value, str):
-                    groups.setdefault((a.field, a.cased), []).append(a)
+        for a, k in zip(args, keys):
+            if k is not None:
+                groups.setdefault(k, []).append(a)
         parts, done = [], set()
-        for a in args:
-            key = (a.field, a.cased) if isinstance(a, Match) else None
-            if key in groups and len(groups[key]) > 1 and a in groups[key]:
-                if key not in done:
-                    done.add(key)
-                    parts.append(in_(groups[key]))
+        for a, k in zip(args, keys):
+            if k is not None and len(groups[k]) > 1:
+                if k not in done:
+                    done.add(k)
+                    parts.append(fold(k, groups[k]))
                 continue
             parts.append(self.render(a, Or))
         return parts

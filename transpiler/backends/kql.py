@@ -96,20 +96,7 @@ class Kql(Backend):
                 if a.op is Op.CIDR:
                     return "cidr_any", a.field, ":" in a.value
             return None
-        groups: dict = {}
-        for a in args:
-            if key(a):
-                groups.setdefault(key(a), []).append(a)
-        parts, done = [], set()
-        for a in args:
-            k = key(a)
-            if k and len(groups[k]) > 1:
-                if k not in done:
-                    done.add(k)
-                    parts.append(getattr(self.macros, k[0])(groups[k]))
-                continue
-            parts.append(self.render(a, Or))
-        return parts
+        return self.fold_or(args, key)
 
     # --- correlations --------------------------------------------------------------------------
     def convert_correlation(self, correlation) -> str:

@@ -118,21 +118,10 @@ class PipeSearch(Backend):
             if a.op is Op.CIDR and ":" not in a.value:
                 return "cidr_any", a.field
             return None
-        groups: dict = {}
-        for a in args:
-            if key(a):
-                groups.setdefault(key(a), []).append(a)
-        parts, done = [], set()
-        for a in args:
-            k = key(a)
-            if k and len(groups[k]) > 1:
-                if k not in done:
-                    done.add(k)
-                    text = getattr(self.macros, k[0])(groups[k])
-                    parts.append(self.macros.group(text) if " and " in text and len(args) > len(groups[k]) else text)
-                continue
-            parts.append(self.render(a, Or))
-        return parts
+        def fold(k, group):     # a folded `and` chain needs brackets inside a longer `or`
+            text = getattr(self.macros, k[0])(group)
+            return self.macros.group(text) if " and " in text and len(args) > len(group) else text
+        return self.fold_or(args, key, fold)
 
     # --- correlations --------------------------------------------------------------------------
     def convert_correlation(self, correlation) -> str:

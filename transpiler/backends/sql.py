@@ -215,20 +215,11 @@ class Sql(Backend):
 
     def _render_or_args(self, args) -> list[str]:
         """An Or's children, equalities on one field (numbers too) folded into one in_()."""
-        groups: dict = {}
-        for a in args:
+        def key(a):
             if isinstance(a, Match) and a.op is Op.EQ:
-                groups.setdefault((a.field, a.cased and isinstance(a.value, str)), []).append(a)
-        parts, done = [], set()
-        for a in args:
-            key = (a.field, a.cased and isinstance(a.value, str)) if isinstance(a, Match) and a.op is Op.EQ else None
-            if key is not None and len(groups[key]) > 1:
-                if key not in done:
-                    done.add(key)
-                    parts.append(self.leaf("in_", tuple(groups[key])))
-                continue
-            parts.append(self.render(a, Or))
-        return parts
+                return "in_", a.field, a.cased and isinstance(a.value, str)
+            return None
+        return self.fold_or(args, key, lambda k, group: self.leaf("in_", tuple(group)))
 
     def table(self) -> str:
         return self.qualified(super().table())
