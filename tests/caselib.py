@@ -56,18 +56,18 @@ def load_cases() -> list[Case]:
     return cases
 
 
-def load_expected(target: str) -> dict:
-    path = EXPECTED / f"{target}.yaml"
+def load_expected(target: str, folder: Path = EXPECTED) -> dict:
+    path = folder / f"{target}.yaml"
     if not path.exists():
         return {}
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
 
-def write_expected(target: str, table: dict) -> None:
+def write_expected(target: str, table: dict, folder: Path = EXPECTED) -> None:
     """Write a target's expected file in case order, block style, one key per case."""
-    EXPECTED.mkdir(exist_ok=True)
+    folder.mkdir(exist_ok=True)
     text = yaml.dump(table, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000)
-    (EXPECTED / f"{target}.yaml").write_text(text, encoding="utf-8")
+    (folder / f"{target}.yaml").write_text(text, encoding="utf-8")
 
 
 class _Dumper(yaml.SafeDumper):

@@ -18,7 +18,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from caselib import UNSUPPORTED, _Dumper  # noqa: E402
+import caselib  # noqa: E402
+from caselib import UNSUPPORTED  # noqa: E402
 
 from transpiler.backends import get  # noqa: E402
 from transpiler.correlation import resolve  # noqa: E402
@@ -59,16 +60,11 @@ def generate(backend, case) -> str:
 
 
 def load_expected(target: str) -> dict:
-    path = EXPECTED / f"{target}.yaml"
-    if not path.exists():
-        return {}
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return caselib.load_expected(target, EXPECTED)
 
 
 def write_expected(target: str, table: dict) -> None:
-    EXPECTED.mkdir(exist_ok=True)
-    text = yaml.dump(table, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000)
-    (EXPECTED / f"{target}.yaml").write_text(text, encoding="utf-8")
+    caselib.write_expected(target, table, EXPECTED)
 
 
 def main(argv):
