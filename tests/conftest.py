@@ -10,6 +10,17 @@ SHARED = HERE.parent.parent / "shared"
 CORPUS = SHARED / "corpus"
 
 
+@pytest.fixture(scope="module")
+def engine():
+    """The pipe-search interpreter with its JVM oracle (tests/pipesearch_engine.py)."""
+    from pipesearch_engine import Engine, Java
+    if not Java.available():
+        pytest.skip("no JDK (java, javac) on PATH")
+    java = Java()
+    yield Engine(java)
+    java.close()
+
+
 def corpus_path(*parts) -> Path:
     """A path under ../shared/corpus; the test is skipped where the corpus is absent."""
     path = CORPUS.joinpath(*parts)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 from correlation_expected import correlation_cases, filter_cases, generate, load_expected, resolved
-from pipesearch_engine import Engine, Java, NotRepresentable, Row, parse
+from pipesearch_engine import NotRepresentable, Row, parse
 
 from transpiler.backends.pipesearch import CORRELATION_GAPS, PipeSearch
 from transpiler.correlation import TYPES, evaluate, resolve
@@ -20,15 +20,6 @@ CASES = correlation_cases()
 FILTERS = filter_cases()
 EXPECTED = load_expected("pipesearch")
 UNSUPPORTED = "UNSUPPORTED"
-
-
-@pytest.fixture(scope="module")
-def engine():
-    if not Java.available():
-        pytest.skip("no JDK (java, javac) on PATH")
-    java = Java()
-    yield Engine(java)
-    java.close()
 
 
 @pytest.mark.parametrize("case", CASES + FILTERS, ids=lambda c: c["id"])

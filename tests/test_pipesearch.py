@@ -8,7 +8,7 @@ import pytest
 from caselib import UNSUPPORTED, load_cases, load_expected
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pipesearch_engine import Engine, Java, NotRepresentable, Row, literals, parse
+from pipesearch_engine import Java, NotRepresentable, Row, literals, parse
 
 from transpiler.backends.pipesearch import PipeSearch, java_regex
 from transpiler.errors import Unsupported
@@ -38,15 +38,6 @@ def search_of(query: str) -> str:
     lines = [line for line in query.splitlines() if line.startswith("| search ")]
     assert len(lines) == 1, query
     return lines[0][len("| search "):]
-
-
-@pytest.fixture(scope="module")
-def engine():
-    if not Java.available():
-        pytest.skip("no JDK (java, javac) on PATH")
-    java = Java()
-    yield Engine(java)
-    java.close()
 
 
 # --- the seed: shipped Logpresso detection "AWS IAM User Created" ---------------------------------
