@@ -47,6 +47,7 @@ class Kql(Backend):
     def __init__(self, mapping_file=None, **options):
         super().__init__(mapping_file, **options)
         self._negations = 0   # how many Not nodes enclose the Match being rendered
+        self._computed = {}   # computed columns (a mapping's expr fields) the rule being rendered uses
 
     def filters(self) -> dict:
         return {"str": string, "regex": regex, "ident": identifier, "ref": self.reference,
@@ -55,7 +56,8 @@ class Kql(Backend):
 
     def template_globals(self) -> dict:
         return {"target": self.target, "negated": lambda: self._negations > 0,
-                "keyword_matches": self.keyword_matches, "with_field": dataclasses.replace}
+                "keyword_matches": self.keyword_matches, "with_field": dataclasses.replace,
+                "computed_columns": lambda: list(self._computed.items())}
 
     # --- the tree walk: track negation (for coalesce) and fold Or lists ------------------------
     def render(self, query, parent=None):
@@ -120,14 +122,15 @@ class Kql(Backend):
         expressions for the time, the group keys and the value, in that rule's mapping."""
         try:
             self.mapping = self.mapping_for(base)
-            where = self.render(base.query)
+            where = self.render(self.mapping.rewrite(base.query))
         except TranspileError as e:
             raise e.located(base.label, "detection") from None
         fields = dict(zip(c.group_by, c.group_fields(base)))
         keys = [self._part(fields[n], "group-by") for n in names]
         value = self._part(c.value_field(base), "condition.field") if c.field else None
         time = self.options.get("time_column") or self.mapping.extra.get("time_column") or "TimeGenerated"
-        return {"table": identifier(self.table()), "where": where, "time": identifier(time),
+        return {"table": identifier(self.table()), "rows": self.mapping.rows, "where": where,
+                "computed": list(self._computed.items()), "time": identifier(time),
                 "keys": keys, "value": value}
 
     def _part(self, field: str, role: str) -> dict:
@@ -159,12 +162,33 @@ class Kql(Backend):
     def reference(self, t) -> str:
         """A Target as a KQL expression: the column, or a path into the JSON it holds
         (https://learn.microsoft.com/kusto/query/parse-json-function)."""
+        if t.expr:
+            return self.computed(t)
         column = identifier(t.column)
         if not t.json_path:
             return column
         keys = "".join(f".{k}" if _IDENT.fullmatch(k) and k not in RESERVED else f"[{string(k)}]"
                        for k in t.json_path)
         return f"parse_json({column}){keys}"
+
+    # --- a mapping's value-level rules and computed columns (mapping.py) -------------------------
+    def convert(self, rule) -> str:
+        """As every backend converts, after the mapping's value-level rules (Mapping.rewrite)."""
+        try:
+            query = self.mapping_for(rule).rewrite(rule.query)
+        except TranspileError as e:
+            raise e.located(getattr(rule, "path", None), "detection") from None
+        return super().convert(rule if query is rule.query else dataclasses.replace(rule, query=query))
+
+    def mapping_for(self, rule):
+        self._computed = {}   # a new rule (or correlation branch) starts with none
+        return super().mapping_for(rule)
+
+    def computed(self, t) -> str:
+        """A field the mapping computes from columns (an `expr`): the query defines it once with
+        `| extend Name = expr` before the where, which then reads it by name."""
+        self._computed[t.name or t.sigma] = t.expr
+        return identifier(t.name or t.sigma)
 
     def keyword_matches(self, m: Match) -> list:
         """A keyword Match on each field the mapping's `keywords` list names as the event's text."""
