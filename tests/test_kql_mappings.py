@@ -3,19 +3,19 @@
 tests/kql_mappings.yaml holds one case per thing a mapping does: a rule (logsource and
 detection), the exact KQL it converts to (or `UNSUPPORTED: <fragment>`), and events in the
 evaluator's shape (flat: each key is a field as the rule names it), each with the verdict the
-evaluator must give and the row the table holds for it. A row is built from the table's
-documented schema (every column; "" for a string, null for others, as Kusto stores a missing
-value; ActionType and the like set to the logsource's `rows`), then each field of the event
-put into its column (or JSON member) as the mapping says, then the case's `row:` on top: that
-is where a transformed value (a user split into domain and name, a registry key spelled
-HKEY_LOCAL_MACHINE, a DWORD stored as a number) is written out, so the case pins the
-transformation. A `row:` with `other_rows: true` is a row of another kind of event in the same
+evaluator must give and the row the table holds for it. A row is what tests/kql_rows.py makes of
+the event (every column of the table's documented schema; "" for a string, null for others, as
+Kusto stores a missing value; ActionType and the like set to the logsource's `rows`; each field
+put into its column or JSON member, a transformed one through the inverse of the mapping's
+expression), with the case's `row:` on top. `row:` writes out the columns of each transformed
+value (a user split into domain and name, a registry key spelled HKEY_LOCAL_MACHINE, a DWORD
+stored as a number), so the case pins the transformation, and the model is checked against it. A `row:` with `other_rows: true` is a row of another kind of event in the same
 table: the query must leave it out.
 
 Why not tests/cases/*.yaml: those cases are checked against every target, and their rows are
 the events themselves; these are one target's mappings, whose rows differ from the events.
 
-Each case is checked four ways: the conversion gives the expected text; the evaluator gives each
+Each case is checked these ways: the conversion gives the expected text; the evaluator gives each
 verdict; Microsoft's Kusto analyzer finds no diagnostic in the query against the table's
 documented schema; duckdb-kql, running the query on a DuckDB table of the schema's shape holding
 the rows, selects exactly the rows of the matching events (a case says `duckdb_kql: <why>` when
@@ -28,6 +28,7 @@ import json
 import sys
 from pathlib import Path
 
+import kql_rows
 import pytest
 import yaml
 
@@ -64,27 +65,10 @@ def mapping_of(case):
 
 
 def row_of(mapping, item: dict) -> dict:
-    """The row the table holds for one event of a case (see the module docstring)."""
-    row = {c: ("" if t == "string" else None) for c, t in mapping.schema.items()}
-    for column, values in mapping.rows.items():
-        row[column] = values[0]
-    explicit = item.get("row") or {}
-    for field, value in (item.get("event") or {}).items():
-        t = mapping.resolve(field)
-        if t.expr or t.hashes:
-            columns = [c for _, c in t.hashes] or [c for c in mapping.schema if c in t.expr]
-            assert set(columns) & set(explicit), f"{field} is transformed: give its columns in row:"
-            continue
-        if t.json_path:
-            holder = row[t.column] = row[t.column] if isinstance(row[t.column], dict) else {}
-            for key in t.json_path[:-1]:
-                holder = holder.setdefault(key, {})
-            holder[t.json_path[-1]] = value
-        elif mapping.schema[t.column] == "string":
-            row[t.column] = text(value)
-        else:
-            row[t.column] = value
-    row.update(explicit)
+    """The row the table holds for one event of a case: the model's (kql_rows.row), with the
+    case's `row:` on top (for an other_rows item, the row alone)."""
+    row = kql_rows.row(mapping, item["event"]) if "event" in item else kql_rows.empty_row(mapping)
+    row.update(item.get("row") or {})
     return row
 
 
@@ -106,6 +90,18 @@ def test_evaluator_verdicts(case):
     for item in case.get("events", []):
         if "event" in item:
             assert matches(rule.query, item["event"]) == item["match"], item
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if any("row" in i and "event" in i for i in c["events"])],
+                         ids=lambda c: c["id"])
+def test_the_row_model_gives_the_rows_the_cases_pin(case):
+    """tests/kql_rows.py (the model the corpus test builds rows with) writes each transformed
+    event as the case's `row:` spells it out."""
+    mapping = mapping_of(case)
+    for item in case["events"]:
+        if "row" in item and "event" in item:
+            model = kql_rows.row(mapping, item["event"])
+            assert {c: model[c] for c in item["row"]} == item["row"], item
 
 
 def test_cases_cover_every_mapping():
