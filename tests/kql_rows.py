@@ -242,6 +242,13 @@ def _pipe(t, value, out):
     return {"AdditionalFields": json.dumps({"PipeName": "\\Device\\NamedPipe" + name}, separators=(",", ":"))}
 
 
+def _logon_id(t, value, out):
+    found = re.fullmatch(r"0x([0-9a-f]+)", text(value))
+    if not found or found.group(1) != format(int(found.group(1), 16), "x"):
+        raise NotRepresentable(f"LogonId {value!r} is not Sysmon's 0x-hex")
+    return {"LogonId": int(found.group(1), 16)}
+
+
 def _json_text(column):
     def inverse(t, value, out):
         return {column: value}
@@ -255,7 +262,7 @@ ALWAYS = ("Initiated", "EventType", "TargetObject")
 INVERSES = {
     "User": _user, "ParentUser": _user,
     "TargetObject": _registry_path, "Details": _registry_details, "EventType": _registry_event_type,
-    "Initiated": _initiated, "PipeName": _pipe,
+    "Initiated": _initiated, "PipeName": _pipe, "LogonIdHex": _logon_id,
     "StatusText": _json_text("Status"), "InitiatedByText": _json_text("InitiatedBy"),
     "TargetResourcesText": _json_text("TargetResources"), "OperationPropertiesText": _json_text("OperationProperties"),
 }
