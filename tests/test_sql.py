@@ -128,9 +128,10 @@ JAVA_CASES = [
 
 @pytest.fixture(scope="module")
 def java():
+    from conftest import missing_tool
     from pipesearch_engine import Java
     if not Java.available():
-        pytest.skip("no JDK (java, javac) on PATH")
+        missing_tool("no JDK (java, javac) on PATH")
     oracle = Java()
     yield oracle
     oracle.close()
