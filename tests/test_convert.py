@@ -232,7 +232,8 @@ def test_sentinel_arm(rules, tmp_path):
     assert len(names) == 7                                  # same Sigma id twice: still unique
     by_title = {r["properties"]["displayName"]: r["properties"] for r in doc["resources"]}
     user = by_title["AWS IAM User Created"]
-    assert user["tactics"] == ["Persistence", "PrivilegeEscalation", "DefenseEvasion"]   # stealth -> DefenseEvasion
+    # stealth -> DefenseEvasion; InitialAccess added: Sentinel's table puts T1078 there too (sentinel.py)
+    assert user["tactics"] == ["InitialAccess", "Persistence", "PrivilegeEscalation", "DefenseEvasion"]
     assert user["techniques"] == ["T1078", "T1136"]
     assert user["severity"] == "Medium"
     assert user["description"].startswith("Detects a new IAM user.\nQuotes \" and 'single', <b>&amp;</b>")
@@ -251,11 +252,11 @@ def test_sentinel_arm_id_is_uuid5_of_the_rule_id(rules, tmp_path):
 
 
 def test_sentinel_arm_options_and_preview_subtechniques(rules, tmp_path):
-    run(rules, "-t", "kql", "-f", "sentinel_arm", "-o", tmp_path / "o", "-O", "frequency=5m", "-O", "period=2d",
+    run(rules, "-t", "kql", "-f", "sentinel_arm", "-o", tmp_path / "o", "-O", "frequency=1h", "-O", "period=2d",
         "-O", "suppression=1h", "-O", "enabled=false", "-O", "api_version=2024-01-01-preview", "-O", "threshold=3")
     doc = json.loads((tmp_path / "o" / "sentinel_arm-001.json").read_text())
     p = next(r["properties"] for r in doc["resources"] if r["properties"]["displayName"] == "AWS IAM User Created")
-    assert (p["queryFrequency"], p["queryPeriod"], p["suppressionDuration"]) == ("PT5M", "P2D", "PT1H")
+    assert (p["queryFrequency"], p["queryPeriod"], p["suppressionDuration"]) == ("PT1H", "P2D", "PT1H")
     assert p["suppressionEnabled"] is True and p["enabled"] is False and p["triggerThreshold"] == 3
     assert p["techniques"] == ["T1078", "T1136"] and p["subTechniques"] == ["T1136.003"]
 

@@ -37,6 +37,7 @@ class Record:
     errors: list = field(default_factory=list)  # TranspileError
     guid: str = ""                  # stable per rule id (uuid5), unique in the batch
     outputs: list = field(default_factory=list)  # files holding it
+    notes: list = field(default_factory=list)    # what an import format changed, e.g. ATT&CK tags Sentinel refuses
 
     @property
     def label(self) -> str:
@@ -247,7 +248,7 @@ def report_json(records, *, target, fmt, output, excluded, seconds, fail_on) -> 
         rows.append({"path": r.path, "doc": r.doc, "id": rule.id if rule else None,
                      "title": rule.title if rule else None, "level": rule.level if rule else None,
                      "kind": rule.kind if rule else None, "result": r.result,
-                     "errors": [e.as_dict() for e in r.errors], "outputs": list(r.outputs)})
+                     "errors": [e.as_dict() for e in r.errors], "notes": list(r.notes), "outputs": list(r.outputs)})
     data = {"target": target, "format": fmt, "output": output, "fail_on": fail_on,
             "summary": {**counts(records), "excluded": excluded, "seconds": round(seconds, 3)},
             "rules": rows}

@@ -218,10 +218,12 @@ def cmd_convert(args) -> int:
             progress.clear()
             if fmt is not None:
                 batch.apply_limits(records, fmt)
+            files = _convert_files(args, backend, fmt, options, records)   # may refuse rules too big for a file
             for r in records:
                 for e in r.errors:
                     print(str(e), file=sys.stderr)
-            files = _convert_files(args, backend, fmt, options, records)
+                for note in r.notes:
+                    print(f"{r.label}: note: {note}", file=sys.stderr)
             written = _convert_write(args, fmt, files, writing)
             seconds = time.perf_counter() - start
             meta = {"target": args.target, "fmt": fmt.name if fmt else None, "seconds": seconds,
