@@ -25,6 +25,7 @@ KINDS = {
     "mapping": "a field mapping file is wrong",
     "option": "a command-line, backend or format option is wrong",
     "events": "an event file cannot be read",
+    "tests": "a rule's tests are missing or cannot be read (sigma-transpile test, check --require-tests)",
     "unsupported": "a backend cannot express the rule exactly (the reason says why)",
     "unmapped-field": "unsupported: the mapping has no column for a field",
     "regex": "unsupported: the target's regex flavour cannot say the pattern",
