@@ -32,6 +32,7 @@ ENGINES = {
     # name -> "module:Class"; each module imports its heavy dependencies (duckdb, ...) itself,
     # so that listing or choosing an engine never needs them.
     "athena": "transpiler.engines.athena:Athena",
+    "kql": "transpiler.engines.kql:Kql",
     "evaluator": "transpiler.engines.evaluator:Evaluator",
     "duckdb": "transpiler.engines.duckdb:DuckDB",
     "pipesearch": "transpiler.engines.pipesearch:PipeSearch",
