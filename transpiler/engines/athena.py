@@ -31,7 +31,7 @@ Tables: CloudTrail rules read the Athena CloudTrail table (duckdb_events.load_cl
 DDL AWS documents); other rules read `events`, whose columns are the rule's fields, a dotted
 field a struct path, each leaf a string column holding the value's text. An event whose values
 for a field such a table cannot hold (a list on the path, a literal dotted key) is left out of
-that rule's answer with the reason (Outcome.excluded).
+that rule's answer (Outcome.undecided; the reasons counted in Outcome.stats["undecided"]).
 """
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ class NotEmulated(Exception):
 class Athena(Engine):
     name = "athena"
 
-    def __init__(self, java=None):
+    def __init__(self, java=None, **options):
+        super().__init__(**options)
         self.java = java   # an object with find(pattern, text) -> bool running java.util.regex
 
     def unavailable(self):
@@ -67,12 +68,12 @@ class Athena(Engine):
             return f"athena engine needs duckdb, numpy and sqlglot: {e}"
         return None
 
-    def run(self, rules, events, correlations=()) -> Outcome:
+    def run(self, rules, events, correlations=(), show=(), progress=None) -> Outcome:
         from .. import duckdb_events
         from ..backends.sql import Athena as AthenaBackend
 
         out = Outcome()
-        out.excluded, out.errors = {}, {}
+        reasons = out.stats.setdefault("undecided", {})   # why events are undecided -> count
         backend = AthenaBackend()
         con = duckdb_events.connect()
         functions(con, self.java)
@@ -92,21 +93,23 @@ class Athena(Engine):
                     if not cloudtrail_loaded:
                         duckdb_events.load_cloudtrail(con, events, backend.table().strip('"'))
                         cloudtrail_loaded = True
-                    excluded = {}
+                    undecided = {}
                 else:
                     try:
-                        excluded = load_generic(con, backend.table(), rule.query, events)
+                        undecided = load_generic(con, backend.table(), rule.query, events)
                     except NotEmulated as e:
                         out.refused[n] = f"athena engine: {e}"
                         continue
                 try:
                     rows = con.execute(f"SELECT row_id FROM ({sql}) AS q").fetchall()
                 except Exception as e:   # duckdb.Error, or a Trino error raised by a function
-                    out.errors[n] = f"{_TRINO_ERROR}: {_reason(e)}"
+                    out.failed[n] = f"{_TRINO_ERROR}: {_reason(e)}"
                     continue
-                out.matches[n] = sorted(r for (r,) in rows if r not in excluded)
-                if excluded:
-                    out.excluded[n] = excluded
+                out.matches[n] = sorted(r for (r,) in rows if r not in undecided)
+                if undecided:
+                    out.undecided[n] = sorted(undecided)
+                    for reason in undecided.values():
+                        reasons[reason] = reasons.get(reason, 0) + 1
         finally:
             con.close()
         for c, _ in enumerate(correlations):
