@@ -35,7 +35,6 @@ ENGINES = {
     "kql": "transpiler.engines.kql:Kql",
     "evaluator": "transpiler.engines.evaluator:Evaluator",
     "duckdb": "transpiler.engines.duckdb:DuckDB",
-    "pipesearch": "transpiler.engines.pipesearch:PipeSearch",
 }
 
 _FILE_BITS = 32     # key = file no << 32 | position: in file order, positions up to 4 billion
@@ -125,7 +124,7 @@ class Engine:
         """Why this engine cannot run here (a missing package or tool), or None."""
         return None
 
-    def load(self, source) -> Loaded:
+    def load(self, source, progress=None) -> Loaded:
         """Start reading `source` (a list of dicts or Files); run() takes what this returns."""
         return Loaded(source)
 
