@@ -17,7 +17,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transpiler import backends, batch, formats
+from transpiler import backends, batch, files, formats
 from transpiler.cli import main
 from transpiler.rule import load_paths
 
@@ -480,7 +480,7 @@ def test_interrupted_run_leaves_no_partial_file(rules, tmp_path, monkeypatch, ca
         if len(calls) == 3:
             raise KeyboardInterrupt
         real_replace(src, dst)
-    monkeypatch.setattr(formats.os, "replace", replace)
+    monkeypatch.setattr(files.os, "replace", replace)
     assert run(rules, "-t", "athena", "-f", "sql", "-o", tmp_path / "out") == 130
     assert "interrupted" in capsys.readouterr().err
     left = sorted(p.name for p in (tmp_path / "out").iterdir())
@@ -492,7 +492,7 @@ def test_interrupted_run_leaves_no_partial_file(rules, tmp_path, monkeypatch, ca
 def test_interrupted_set_file_is_not_written(rules, tmp_path, monkeypatch):
     def boom(*a):
         raise KeyboardInterrupt
-    monkeypatch.setattr(formats.os, "replace", boom)
+    monkeypatch.setattr(files.os, "replace", boom)
     assert run(rules, "-t", "athena", "-f", "jsonl", "-o", tmp_path / "out") == 130
     assert list((tmp_path / "out").iterdir()) == []
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from . import correlation
 from .errors import TranspileError, Unsupported
 from .formats import NAMESPACE, to_json, write_atomic
-from .rule import LEVELS, load_file, rule_files
+from .rule import LEVELS, find_rule_files, load_file
 
 
 
@@ -79,8 +79,8 @@ def _split(values) -> list[str]:
 
 def load_all(paths, placeholders=None, progress=None):
     """rule.load_paths, file by file, so that a progress bar can follow."""
-    rules, errors = [], []
-    files = rule_files(paths)
+    rules = []
+    files, errors = find_rule_files(paths)
     for i, f in enumerate(files, 1):
         got, bad = load_file(f, placeholders)
         rules.extend(got)
@@ -295,9 +295,9 @@ def report_junit(records, *, target, fmt, seconds, fail_on) -> bytes:
 
 
 def write_report(path, data):
+    """Write a report file atomically, making its folder if need be."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, data.decode("utf-8") if isinstance(data, bytes) else data)
 
 

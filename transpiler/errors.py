@@ -11,7 +11,9 @@ from __future__ import annotations
 KINDS = {
     "error": "any other error (TranspileError's default)",
     "internal": "a bug: an unexpected exception while converting one rule",
-    "io": "a file cannot be read",
+    "io": "a file or folder cannot be read (missing, unreadable, a FIFO, device or socket)",
+    "empty": "a folder named on the command line holds no rule or event file",
+    "duplicate": "a rule repeats an earlier rule's id or title, or its file name in another folder",
     "yaml": "a rule file is not YAML the loader accepts (size, bytes, nesting, aliases, syntax)",
     "structure": "a rule's document, detection or selection has the wrong shape",
     "metadata": "a rule's title, id, level, status, tags, dates or logsource are wrong",
