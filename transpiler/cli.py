@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="load rules and report every problem")
     _rules_args(check)
     check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--require-tests", action="store_true",
+                       help="also report rules without tests (NAME.tests.yml, regression_tests_path) "
+                            "and tests that cannot be read")
     check.set_defaults(func=cmd_check)
 
     match = sub.add_parser("match", help="run rules over JSON events with the reference evaluator")
@@ -104,6 +107,25 @@ def _parser() -> argparse.ArgumentParser:
     hunt.add_argument("-o", "--output", metavar="FILE", help="write the timeline here (default: stdout)")
     hunt.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     hunt.set_defaults(func=cmd_hunt)
+
+    test = sub.add_parser("test", help="run each rule's own test events on the evaluator and on the targets' queries",
+                          description="Find each rule's tests (NAME.tests.yml beside NAME.yml; SigmaHQ's "
+                                      "regression_tests_path info.yml) and run them on every target: pass, fail "
+                                      "or not executable, per rule and target.")
+    _rules_args(test)
+    test.add_argument("--targets", metavar="T,T", help="engines, comma separated (default: all of "
+                                                       "evaluator, duckdb, athena, kql, pipesearch)")
+    test.add_argument("--format", choices=("text", "json"), default="text")
+    test.add_argument("--time-field", metavar="FIELD",
+                      help="event time for correlation tests (default: each engine's, eventTime)")
+    ci = test.add_argument_group("CI")
+    ci.add_argument("--fail-on", choices=("fail", "never"), default="fail",
+                    help="exit 1 when a test fails or cannot be read, or no test was found (fail, the default), "
+                         "or never")
+    ci.add_argument("--report", metavar="FILE", help="write a JSON report: counts and every rule's result per target")
+    ci.add_argument("--junit", metavar="FILE", help="write JUnit XML: one test case per rule and target")
+    ci.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
+    test.set_defaults(func=cmd_test)
     return p
 
 
@@ -137,6 +159,9 @@ def _report(errors):
 def cmd_check(args) -> int:
     rules, errors = _load(args)
     errors += correlation.resolve(rules)[2]     # references of correlations and filters
+    if args.require_tests:
+        from .ruletests import problems
+        errors += problems(rules)
     if args.format == "json":
         json.dump({"documents": len(rules) + len(errors), "valid": len(rules), "errors": len(errors),
                    "problems": [e.as_dict() for e in errors]}, sys.stdout, indent=2)
@@ -387,3 +412,41 @@ def cmd_hunt(args) -> int:
         hunt.write(report, args.format, sys.stdout)
     sys.stderr.write(hunt.summary(report))
     return 1 if report.rule_errors or report.bad_files else 0
+
+# --- test (transpiler/ruletests.py) -----------------------------------------------------------
+
+def cmd_test(args) -> int:
+    from . import engines, ruletests
+    start = time.perf_counter()
+    targets = [t.strip() for t in (args.targets or "").split(",") if t.strip()] or \
+        sorted(engines.ENGINES, key=lambda t: (t != "evaluator", t))
+    unknown = [t for t in targets if t not in engines.ENGINES]
+    if unknown:
+        raise TranspileError(f"--targets: unknown target {unknown[0]!r}; known: {', '.join(sorted(engines.ENGINES))}",
+                             kind="option")
+    placeholders = _placeholders(args.placeholders) if args.placeholders else None
+    loading, testing = (batch.Progress(enabled=not args.no_progress, label=label) for label in ("loading", "testing"))
+    try:
+        with _terminate_as_exit():
+            rules, errors = batch.load_all(args.rules, placeholders, loading)
+            loading.clear()
+            suite, untested = ruletests.collect(rules)
+            results = ruletests.run(suite, targets, testing, args.time_field)
+            testing.clear()
+    except KeyboardInterrupt:
+        loading.clear()
+        testing.clear()
+        print("interrupted", file=sys.stderr)
+        return 130
+    _report(errors)
+    seconds = time.perf_counter() - start
+    report = ruletests.report_json(results, targets, untested, errors, seconds)
+    sys.stdout.write(report if args.format == "json" else ruletests.report_text(results, targets))
+    if args.report:
+        batch.write_report(args.report, report)
+    if args.junit:
+        batch.write_report(args.junit, ruletests.report_junit(results, targets, seconds))
+    print(ruletests.summary_line(results, targets, suite, untested, seconds), file=sys.stderr)
+    if not suite:
+        print("no tests found: add NAME.tests.yml beside a rule, or regression_tests_path", file=sys.stderr)
+    return ruletests.exit_code(results, errors, args.fail_on)
