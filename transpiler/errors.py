@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+import re
+
 
 # Every error kind, closed: tests/test_errors.py fails on a kind raised anywhere but listed here.
 KINDS = {
@@ -40,6 +42,24 @@ KINDS = {
 }
 
 
+# What a terminal would act on or a reader cannot see: C0 and C1 controls, DEL, zero-width
+# and direction marks, line and paragraph separators, bidirectional embeddings and isolates
+# ("Trojan Source"), the byte order mark.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def printable(text) -> str:
+    """Text safe on one line of a terminal: each such character written as an escape
+    (ESC as \\x1b, U+202E as \\u202e), so a file name or rule title cannot move the cursor,
+    recolour the screen, or forge a line of output."""
+    return _UNPRINTABLE.sub(_escape, str(text))
+
+
+def _escape(m) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
 class TranspileError(Exception):
     """An error in a rule or an event file, with where it happened.
 
@@ -67,15 +87,18 @@ class TranspileError(Exception):
         return self
 
     def headline(self) -> str:
+        """The one line: path, key path, column, message; control characters escaped."""
         parts = [p for p in (self.path, self.where) if p]
         if self.col is not None:
             parts.append(f"col {self.col}")
-        return ": ".join(parts + [self.message])
+        return printable(": ".join(parts + [self.message]))
 
     def __str__(self) -> str:
         if self.source is None or self.col is None:
             return self.headline()
-        return f"{self.headline()}\n    {self.source}\n    {' ' * (self.col - 1)}^"
+        source = str(self.source)
+        caret = len(printable(source[:self.col - 1]))
+        return f"{self.headline()}\n    {printable(source)}\n    {' ' * caret}^"
 
     def as_dict(self) -> dict:
         return {"path": self.path, "where": self.where, "col": self.col,

@@ -16,7 +16,7 @@ from . import files
 from .errors import EventsError
 
 EVENT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
-MAX_EVENT_BYTES = 1 << 30       # JSON bytes in one event file, after decompression
+MAX_EVENT_BYTES = 512 << 20     # JSON bytes in one event file, after decompression
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,13 @@ def read_events(paths, max_bytes: int = MAX_EVENT_BYTES) -> tuple[list[Event], l
 def read_event_bytes(path, max_bytes: int = MAX_EVENT_BYTES) -> bytes:
     """One event file's bytes, gunzipped when it is gzip (named .gz or starting with the gzip
     magic number); EventsError for anything but a regular file, and for more than max_bytes
-    after decompression (stopped there, holding at most 64 MiB). The one way event files are
+    after decompression (stopped there, holding at most 128 MiB). The one way event files are
     read, by the evaluator and by DuckDB's staging alike."""
     try:
         return files.read_maybe_gzip(path, max_bytes, gz=str(path).lower().endswith(".gz"))
     except files.TooLarge as e:
-        raise EventsError(f"{e} of JSON (--max-event-size raises the limit)", path=path) from None
+        raise EventsError(f"more than {files.size_text(max_bytes)} of JSON, the limit "
+                          "(--max-event-size raises it)", path=path) from None
     except files.Unreadable as e:
         raise EventsError(str(e), path=path) from None
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import gzip
 import hashlib
 import io
 import os
@@ -27,7 +26,7 @@ import zlib
 from pathlib import Path
 
 _CHUNK = 1 << 20          # bytes inflated per step
-_KEEP = 64 << 20          # inflated bytes kept before a file is suspected of being a bomb
+_KEEP = 128 << 20         # inflated bytes kept before a file is suspected of being a bomb
 MAX_NAME_BYTES = 150      # longer output names are shortened (NAME_MAX is 255 bytes on most
                           # file systems, 143 on eCryptfs; the temporary name adds more)
 
@@ -104,7 +103,7 @@ def read_limited(path, limit: int) -> bytes:
 def read_maybe_gzip(path, limit: int, gz: bool = False) -> bytes:
     """A file's bytes, inflated when it is gzip (`gz`, or the gzip magic number), at most
     `limit` bytes after inflating. A gzip bomb costs the time to inflate `limit` bytes, and
-    64 MiB of memory at most: past that the output is only counted, and a file found to fit
+    128 MiB of memory at most: past that the output is only counted, and a file found to fit
     is inflated again."""
     with open_regular(path) as (f, size):
         try:
@@ -113,8 +112,10 @@ def read_maybe_gzip(path, limit: int, gz: bool = False) -> bytes:
                 return _read(f, size, limit)
             kept = _gunzip(f, limit, _KEEP)
             return kept if kept is not None else _gunzip(f, limit, limit)
-        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        except EOFError as e:
             raise Unreadable(f"cannot read: {e}") from None
+        except zlib.error as e:      # "Error -3 while decompressing data: incorrect header check"
+            raise Unreadable(f"cannot read: not gzip data, or damaged ({str(e).rpartition(': ')[2]})") from None
         except OSError as e:
             raise Unreadable(f"cannot read: {e.strerror or e}") from None
 
@@ -138,19 +139,31 @@ def _read(f, size: int, limit: int) -> bytes:
 
 
 def _gunzip(f, limit: int, keep: int) -> bytes | None:
-    """Inflate every gzip member of f from its start; None once more than `keep` bytes came out
-    (the rest is inflated to check the limit, and dropped)."""
+    """Inflate every gzip member of f from its start (zlib checks each one's CRC and length);
+    None once more than `keep` bytes came out (the rest is inflated to check the limit, and
+    dropped)."""
     f.seek(0)
     out, size = io.BytesIO(), 0
-    with gzip.GzipFile(fileobj=f, mode="rb") as z:
-        while chunk := z.read(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            if out is not None:
-                out.write(chunk)
-                if size > keep:
-                    out = None
+    inflate, data, started = zlib.decompressobj(31), b"", False
+    while True:
+        if not data and not (data := f.read(_CHUNK)):
+            break
+        if inflate.eof:              # another member may follow, after zero padding (as gzip allows)
+            if not (data := data.lstrip(b"\0")):
+                continue
+            inflate = zlib.decompressobj(31)
+        started = True
+        chunk = inflate.decompress(data, _CHUNK)
+        data = inflate.unused_data if inflate.eof else inflate.unconsumed_tail
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        if out is not None:
+            out.write(chunk)
+            if size > keep:
+                out = None
+    if started and not inflate.eof:
+        raise EOFError("the gzip data ends before its end marker (a truncated file?)")
     return out.getvalue() if out is not None else None
 
 
@@ -205,7 +218,13 @@ def _is_dir(entry) -> bool:
 
 @functools.cache
 def _umask() -> int:
-    mask = os.umask(0o022)           # the only way to read it is to set it
+    """The process's umask: from /proc (Linux), else by setting it and setting it back."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o077)
     os.umask(mask)
     return mask
 
