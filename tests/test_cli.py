@@ -125,3 +125,25 @@ def test_check_reports_unresolved_correlation(tmp_path, capsys):
                      "timespan: 1m, condition: {gte: 2}}\n")
     assert main(["check", str(rules)]) == 1
     assert "correlation.rules: no loaded rule has id, name or title 'gone'" in capsys.readouterr().out
+
+
+def test_check_reports_duplicates_with_both_paths(rules, capsys):
+    """Repeated ids, titles and file names passed check (sigma-cli flags all three)."""
+    (rules / "copies").mkdir()
+    (rules / "copies" / "create_user.yml").write_text(
+        RULE.format(title="Create user", id="8f3a7b2c-1d4e-5f6a-9b0c-2e3d4f5a6b7c", event="CreateUser"))
+    assert main(["check", str(rules)]) == 1
+    first, copy = rules / "copies" / "create_user.yml", rules / "create_user.yml"   # in path order
+    assert capsys.readouterr().out.splitlines() == [
+        f"{copy}: id: '8f3a7b2c-1d4e-5f6a-9b0c-2e3d4f5a6b7c' is also the id of {first}",
+        f"{copy}: title: 'Create user' is also the title of {first}",
+        f"{copy}: the file name 'create_user.yml' is also used by {first}"]
+
+
+def test_match_max_event_size(rules, events, capsys):
+    assert main(["match", str(rules), "--events", str(events), "--max-event-size", "100"]) == 1
+    assert f"{events}: more than 100 bytes of JSON, the limit (--max-event-size raises it)" in capsys.readouterr().err
+    assert main(["match", str(rules), "--events", str(events), "--max-event-size", "1K"]) == 0
+    with pytest.raises(SystemExit):
+        main(["match", str(rules), "--events", str(events), "--max-event-size", "lots"])
+    assert "'lots' is not a size such as 512M, 2G or 1048576" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from pathlib import Path
 from . import correlation
 from .errors import TranspileError, Unsupported
 from .formats import NAMESPACE, to_json, write_atomic
-from .rule import LEVELS, load_file, rule_files
+from .rule import LEVELS, find_rule_files, load_file
 
 
 
@@ -80,8 +80,8 @@ def _split(values) -> list[str]:
 
 def load_all(paths, placeholders=None, progress=None):
     """rule.load_paths, file by file, so that a progress bar can follow."""
-    rules, errors = [], []
-    files = rule_files(paths)
+    rules = []
+    files, errors = find_rule_files(paths)
     for i, f in enumerate(files, 1):
         got, bad = load_file(f, placeholders)
         rules.extend(got)
@@ -230,28 +230,33 @@ def exit_code(records, fail_on: str) -> int:
     return 0
 
 
-def summary_line(records, excluded: int, seconds: float, files: int | None = None) -> str:
+def summary_line(records, excluded: int, seconds: float, files: int | None = None, duplicates: int = 0) -> str:
     c = counts(records)
     text = (f"{c['read']} rules read, {c['converted']} converted, {c['unsupported']} unsupported, "
             f"{c['failed']} failed")
     if excluded:
         text += f" ({excluded} left out by filters)"
+    if duplicates:
+        text += f", {duplicates} duplicate{'s' if duplicates != 1 else ''} (id, title or file name)"
     if files is not None:
         text += f", {files} file{'s' if files != 1 else ''} written"
     return text + f", {seconds:.2f} s"
 
 
-def report_json(records, *, target, fmt, output, excluded, seconds, fail_on) -> str:
+def report_json(records, *, target, fmt, output, excluded, seconds, fail_on, duplicates=()) -> str:
+    """The JSON report: counts, each rule's result, outputs and SIEM id (`guid`), and the
+    repeated ids, titles and file names (rule.duplicates)."""
     rows = []
     for r in records:
         rule = r.rule
         rows.append({"path": r.path, "doc": r.doc, "id": rule.id if rule else None,
                      "title": rule.title if rule else None, "level": rule.level if rule else None,
-                     "kind": rule.kind if rule else None, "result": r.result,
+                     "kind": rule.kind if rule else None, "result": r.result, "guid": r.guid,
                      "errors": [e.as_dict() for e in r.errors], "notes": list(r.notes), "outputs": list(r.outputs)})
     data = {"target": target, "format": fmt, "output": output, "fail_on": fail_on,
-            "summary": {**counts(records), "excluded": excluded, "seconds": round(seconds, 3)},
-            "rules": rows}
+            "summary": {**counts(records), "excluded": excluded, "duplicates": len(duplicates),
+                        "seconds": round(seconds, 3)},
+            "rules": rows, "duplicates": [e.as_dict() for e in duplicates]}
     return to_json(data, indent=2) + "\n"
 
 
@@ -296,9 +301,9 @@ def report_junit(records, *, target, fmt, seconds, fail_on) -> bytes:
 
 
 def write_report(path, data):
+    """Write a report file atomically, making its folder if need be."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, data.decode("utf-8") if isinstance(data, bytes) else data)
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import yaml
 
-from . import backends, batch, correlation, formats
-from .errors import RuleError, TranspileError
-from .events import read_events
+from . import backends, batch, correlation, files, formats
+from .errors import RuleError, TranspileError, printable
+from .events import MAX_EVENT_BYTES, read_events
 from .formats import write_atomic  # noqa: F401  (kept importable from here)
-from .rule import load_paths
+from .rule import MAX_FILE_BYTES, duplicates, load_paths
 from .ruleset import RuleSet
 
 
@@ -28,11 +28,18 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except TranspileError as e:          # a bad option file: placeholders, mapping
+    except TranspileError as e:          # a bad option or option file: placeholders, mapping, -o
         print(f"error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:              # `| head` closed stdout: not an error
         return 0
+    except OSError as e:                 # an output that cannot be written: disk full, permissions
+        where = f"{e.filename}: " if e.filename else ""
+        print(printable(f"error: {where}{e.strerror or e}"), file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory", file=sys.stderr)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="load rules and report every problem")
     _rules_args(check)
     check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--require-tests", action="store_true",
+                       help="also report rules without tests (NAME.tests.yml, regression_tests_path) "
+                            "and tests that cannot be read")
     check.set_defaults(func=cmd_check)
 
     match = sub.add_parser("match", help="run rules over JSON events with the reference evaluator")
@@ -51,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     match.add_argument("--format", choices=("text", "json", "jsonl"), default="text")
     match.add_argument("--time-field", metavar="FIELD",
                        help="event time for correlations (default: eventTime, @timestamp, timestamp, ...)")
+    max_event_size(match)
     match.set_defaults(func=cmd_match)
 
     convert = sub.add_parser("convert", help="convert rules into queries or SIEM import files for a target",
@@ -62,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("-O", "--option", action="append", metavar="NAME=VALUE",
                          help="a format option (listed below); repeat for more")
     convert.add_argument("-m", "--mapping", metavar="FILE", help="field mapping YAML (default: built-in)")
-    convert.add_argument("--table", help="table name (default: the mapping's)")
+    convert.add_argument("--table", type=table_name, help="table name (default: the mapping's)")
     convert.add_argument("-o", "--output", metavar="OUT",
                          help="folder to write into (a one-file format may name the file: OUT.<ext>); "
                               "default: stdout")
@@ -104,12 +115,65 @@ def _parser() -> argparse.ArgumentParser:
     hunt.add_argument("-o", "--output", metavar="FILE", help="write the timeline here (default: stdout)")
     hunt.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     hunt.set_defaults(func=cmd_hunt)
+
+    test = sub.add_parser("test", help="run each rule's own test events on the evaluator and on the targets' queries",
+                          description="Find each rule's tests (NAME.tests.yml beside NAME.yml; SigmaHQ's "
+                                      "regression_tests_path info.yml) and run them on every target: pass, fail "
+                                      "or not executable, per rule and target.")
+    _rules_args(test)
+    test.add_argument("--targets", metavar="T,T", help="engines, comma separated (default: all of "
+                                                       "evaluator, duckdb, athena, kql, pipesearch)")
+    test.add_argument("--format", choices=("text", "json"), default="text")
+    test.add_argument("--time-field", metavar="FIELD",
+                      help="event time for correlation tests (default: each engine's, eventTime)")
+    ci = test.add_argument_group("CI")
+    ci.add_argument("--fail-on", choices=("fail", "never"), default="fail",
+                    help="exit 1 when a test fails or cannot be read, or no test was found (fail, the default), "
+                         "or never")
+    ci.add_argument("--report", metavar="FILE", help="write a JSON report: counts and every rule's result per target")
+    ci.add_argument("--junit", metavar="FILE", help="write JUnit XML: one test case per rule and target")
+    ci.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
+    test.set_defaults(func=cmd_test)
     return p
 
 
 def _rules_args(p):
     p.add_argument("rules", nargs="+", metavar="RULES", help="rule files or folders (recursive)")
     p.add_argument("--placeholders", metavar="FILE", help="YAML map of |expand placeholder values")
+
+
+def max_event_size(p):
+    """--max-event-size, for every command that reads event files (match, hunt)."""
+    p.add_argument("--max-event-size", type=byte_size, default=MAX_EVENT_BYTES, metavar="SIZE",
+                   help=f"refuse an event file holding more JSON than this, after decompression "
+                        f"(default {files.size_text(MAX_EVENT_BYTES)}; e.g. 4G, 512M)")
+
+
+def byte_size(text: str) -> int:
+    """argparse type: 512M, 2G, 1048576."""
+    try:
+        return files.parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def table_name(text: str) -> str:
+    """argparse type for --table: a name, or dotted parts (catalog.schema.table), none empty."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the table name is empty")
+    if printable(text) != text:
+        raise argparse.ArgumentTypeError(f"{printable(text)!r}: control characters in a table name")
+    if any(not part.strip() for part in text.split(".")):
+        raise argparse.ArgumentTypeError(f"{text!r}: an empty name before or after a dot "
+                                         "(write table, schema.table or catalog.schema.table)")
+    return text
+
+
+def _output(path, option, folder=False):
+    """Refuse an output path that cannot be written before any work is done."""
+    problem = files.output_problem(path, folder)
+    if problem:
+        raise TranspileError(f"{option} {path}: {problem}", kind="option")
 
 
 def _load(args):
@@ -119,8 +183,8 @@ def _load(args):
 
 def _placeholders(path) -> dict:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
+        data = yaml.safe_load(files.read_limited(path, MAX_FILE_BYTES).decode("utf-8"))
+    except (files.Unreadable, UnicodeDecodeError, yaml.YAMLError) as e:
         raise RuleError(f"cannot read placeholders: {e}", path=path, kind="placeholder") from None
     if not isinstance(data, dict):
         raise RuleError("placeholders must be a YAML map of name: [values]", path=path, kind="placeholder")
@@ -137,6 +201,10 @@ def _report(errors):
 def cmd_check(args) -> int:
     rules, errors = _load(args)
     errors += correlation.resolve(rules)[2]     # references of correlations and filters
+    errors += duplicates(rules)
+    if args.require_tests:
+        from .ruletests import problems
+        errors += problems(rules)
     if args.format == "json":
         json.dump({"documents": len(rules) + len(errors), "valid": len(rules), "errors": len(errors),
                    "problems": [e.as_dict() for e in errors]}, sys.stdout, indent=2)
@@ -160,7 +228,7 @@ def cmd_match(args) -> int:
     correlations, detections, resolve_errors = correlation.resolve(rules)
     errors += resolve_errors
     _report(errors)
-    events, bad_files = read_events(args.events)
+    events, bad_files = read_events(args.events, args.max_event_size)
     _report(bad_files)
     rows = []
     ruleset = RuleSet(correlation.standalone(detections, correlations))
@@ -205,6 +273,7 @@ def cmd_convert(args) -> int:
     read = converted + unsupported + failed; exit status per --fail-on."""
     start = time.perf_counter()
     fmt, options = _convert_format(args)
+    _convert_outputs(args, fmt)
     keep = batch.selector(args.level, args.status, args.tag)
     backend = backends.get(args.target)(mapping_file=args.mapping, table=args.table)
     placeholders = _placeholders(args.placeholders) if args.placeholders else None
@@ -218,19 +287,21 @@ def cmd_convert(args) -> int:
             progress.clear()
             if fmt is not None:
                 batch.apply_limits(records, fmt)
-            files = _convert_files(args, backend, fmt, options, records)   # may refuse rules too big for a file
+            outputs = _convert_files(args, backend, fmt, options, records)   # may refuse rules too big for a file
             for r in records:
                 for e in r.errors:
                     print(str(e), file=sys.stderr)
                 for note in r.notes:
                     print(f"{r.label}: note: {note}", file=sys.stderr)
-            written = _convert_write(args, fmt, files, writing)
+            repeated = duplicates(rules)
+            _report(repeated)
+            written = _convert_write(args, fmt, outputs, writing)
             seconds = time.perf_counter() - start
             meta = {"target": args.target, "fmt": fmt.name if fmt else None, "seconds": seconds,
                     "fail_on": args.fail_on}
             if args.report:
                 batch.write_report(args.report, batch.report_json(
-                    records, output=args.output, excluded=excluded, **meta))
+                    records, output=args.output, excluded=excluded, duplicates=repeated, **meta))
             if args.junit:
                 batch.write_report(args.junit, batch.report_junit(records, **meta))
     except KeyboardInterrupt:
@@ -238,8 +309,19 @@ def cmd_convert(args) -> int:
             bar.clear()
         print("interrupted: no file is left half-written", file=sys.stderr)
         return 130
-    print(batch.summary_line(records, excluded, seconds, written), file=sys.stderr)
+    print(batch.summary_line(records, excluded, seconds, written, len(repeated)), file=sys.stderr)
     return batch.exit_code(records, args.fail_on)
+
+
+def _convert_outputs(args, fmt):
+    """-o (a folder, or the one file of a one-file format), --report and --junit (files)."""
+    if args.output:
+        one_file = fmt is not None and fmt.layout.files == "set" and Path(args.output).name.endswith(
+            "." + fmt.extension)
+        _output(args.output, "-o", folder=not one_file)
+    for option, path in (("--report", args.report), ("--junit", args.junit)):
+        if path:
+            _output(path, option)
 
 
 def _convert_format(args):
@@ -269,26 +351,26 @@ def _convert_files(args, backend, fmt, options, records) -> list:
     return [(name, r.query + "\n", [r]) for name, r in zip(names, done)]
 
 
-def _convert_write(args, fmt, files, progress) -> int | None:
+def _convert_write(args, fmt, outputs, progress) -> int | None:
     """Write the files (stdout when there is no -o); record in each rule where it went."""
     if not args.output:
-        for _, text, _ in files:
+        for _, text, _ in outputs:
             sys.stdout.write(text)
-        for _, _, records in files:
+        for _, _, records in outputs:
             for r in records:
                 r.outputs.append("-")
         return None
     out = Path(args.output)
     if fmt is not None and fmt.layout.files == "set" and out.name.endswith("." + fmt.extension):
         out.parent.mkdir(parents=True, exist_ok=True)   # -o all.jsonl: the one file itself
-        files = [(out.name, text, records) for _, text, records in files]
+        outputs = [(out.name, text, records) for _, text, records in outputs]
         out = out.parent
-    formats.write_all(out, files, progress)
+    formats.write_all(out, outputs, progress)
     progress.clear()
-    for name, _, records in files:
+    for name, _, records in outputs:
         for r in records:
             r.outputs.append(str(out / name))
-    return len(files)
+    return len(outputs)
 
 
 @contextlib.contextmanager
@@ -346,6 +428,7 @@ def cmd_explain(args) -> int:
 def cmd_catalog(args) -> int:
     from .catalog import build
     start = time.perf_counter()
+    _output(args.output, "-o", folder=True)
     rules, errors = _load(args)
     _report(errors)
     placeholders = _placeholders(args.placeholders) if args.placeholders else None
@@ -389,3 +472,41 @@ def cmd_hunt(args) -> int:
         hunt.write(report, args.format, sys.stdout)
     sys.stderr.write(hunt.summary(report))
     return 1 if report.rule_errors or report.bad_files else 0
+
+# --- test (transpiler/ruletests.py) -----------------------------------------------------------
+
+def cmd_test(args) -> int:
+    from . import engines, ruletests
+    start = time.perf_counter()
+    targets = [t.strip() for t in (args.targets or "").split(",") if t.strip()] or \
+        sorted(engines.ENGINES, key=lambda t: (t != "evaluator", t))
+    unknown = [t for t in targets if t not in engines.ENGINES]
+    if unknown:
+        raise TranspileError(f"--targets: unknown target {unknown[0]!r}; known: {', '.join(sorted(engines.ENGINES))}",
+                             kind="option")
+    placeholders = _placeholders(args.placeholders) if args.placeholders else None
+    loading, testing = (batch.Progress(enabled=not args.no_progress, label=label) for label in ("loading", "testing"))
+    try:
+        with _terminate_as_exit():
+            rules, errors = batch.load_all(args.rules, placeholders, loading)
+            loading.clear()
+            suite, untested = ruletests.collect(rules)
+            results = ruletests.run(suite, targets, testing, args.time_field)
+            testing.clear()
+    except KeyboardInterrupt:
+        loading.clear()
+        testing.clear()
+        print("interrupted", file=sys.stderr)
+        return 130
+    _report(errors)
+    seconds = time.perf_counter() - start
+    report = ruletests.report_json(results, targets, untested, errors, seconds)
+    sys.stdout.write(report if args.format == "json" else ruletests.report_text(results, targets))
+    if args.report:
+        batch.write_report(args.report, report)
+    if args.junit:
+        batch.write_report(args.junit, ruletests.report_junit(results, targets, seconds))
+    print(ruletests.summary_line(results, targets, suite, untested, seconds), file=sys.stderr)
+    if not suite:
+        print("no tests found: add NAME.tests.yml beside a rule, or regression_tests_path", file=sys.stderr)
+    return ruletests.exit_code(results, errors, args.fail_on)

@@ -1,7 +1,7 @@
 """Events into DuckDB, in the two tables the duckdb backend's queries read.
 
-- load_cloudtrail(): CloudTrail records in the table AWS documents for Athena (the mapping
-  templates/sql/mappings/cloudtrail.yml): lower-case columns, userIdentity, tlsDetails and
+- load_cloudtrail(): CloudTrail records in the table AWS documents for Athena
+  (cloudtrail.SCHEMA, which templates/sql/mappings/cloudtrail.yml maps): lower-case columns, userIdentity, tlsDetails and
   addendum as structs, resources as a list of structs, requestParameters and the other
   JSON-valued members as JSON text. The same query text runs on Athena and here.
 - load_events(): any JSON events (the generic mapping): `fields` maps every field name,
@@ -15,6 +15,8 @@ true/false, numbers as JSON writes them, objects as compact JSON.
 
 scan_cloudtrail() fills the same CloudTrail table straight from files, without building the
 events in Python: DuckDB parses the JSON (for `hunt`, many thousand files a second).
+
+duckdb itself is imported by connect() only: the callers hand in a connection.
 """
 from __future__ import annotations
 
@@ -28,81 +30,35 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-
+from . import cloudtrail, evaluate
 from .backends.sql import identifier, literal
-from . import evaluate
+from .cloudtrail import JSON, MAP, TEXT
 from .errors import EventsError
 from .evaluate import strings, text
 from .events import Event, _read, event_files, parse_events, read_events
 
-TEXT, JSON, MAP = "VARCHAR", "JSON", "MAP"
-
-# The Athena CloudTrail DDL (partition projection table, research/athena.md section 1.1):
-# (column, the CloudTrail record's key, type); a tuple type is a struct of those members.
-_ISSUER = (("type", "type", TEXT), ("principalid", "principalId", TEXT), ("arn", "arn", TEXT),
-           ("accountid", "accountId", TEXT), ("username", "userName", TEXT))
-_USER_IDENTITY = (
-    ("type", "type", TEXT), ("principalid", "principalId", TEXT), ("arn", "arn", TEXT),
-    ("accountid", "accountId", TEXT), ("invokedby", "invokedBy", TEXT),
-    ("accesskeyid", "accessKeyId", TEXT), ("username", "userName", TEXT),
-    ("onbehalfof", "onBehalfOf", (("userid", "userId", TEXT), ("identitystorearn", "identityStoreArn", TEXT))),
-    ("sessioncontext", "sessionContext", (
-        ("attributes", "attributes", (("mfaauthenticated", "mfaAuthenticated", TEXT),
-                                      ("creationdate", "creationDate", TEXT))),
-        ("sessionissuer", "sessionIssuer", _ISSUER),
-        ("ec2roledelivery", "ec2RoleDelivery", TEXT),
-        ("webidfederationdata", "webIdFederationData", (("federatedprovider", "federatedProvider", TEXT),
-                                                        ("attributes", "attributes", MAP))),
-    )),
-)
-CLOUDTRAIL = (
-    ("eventversion", "eventVersion", TEXT),
-    ("useridentity", "userIdentity", _USER_IDENTITY),
-    ("eventtime", "eventTime", TEXT),
-    ("eventsource", "eventSource", TEXT),
-    ("eventname", "eventName", TEXT),
-    ("awsregion", "awsRegion", TEXT),
-    ("sourceipaddress", "sourceIPAddress", TEXT),
-    ("useragent", "userAgent", TEXT),
-    ("errorcode", "errorCode", TEXT),
-    ("errormessage", "errorMessage", TEXT),
-    ("requestparameters", "requestParameters", JSON),
-    ("responseelements", "responseElements", JSON),
-    ("additionaleventdata", "additionalEventData", JSON),
-    ("requestid", "requestID", TEXT),
-    ("eventid", "eventID", TEXT),
-    ("readonly", "readOnly", TEXT),
-    ("resources", "resources", [(("arn", "ARN", TEXT), ("accountid", "accountId", TEXT), ("type", "type", TEXT))]),
-    ("eventtype", "eventType", TEXT),
-    ("apiversion", "apiVersion", TEXT),
-    ("recipientaccountid", "recipientAccountId", TEXT),
-    ("serviceeventdetails", "serviceEventDetails", JSON),
-    ("sharedeventid", "sharedEventID", TEXT),
-    ("vpcendpointid", "vpcEndpointId", TEXT),
-    ("vpcendpointaccountid", "vpcEndpointAccountId", TEXT),
-    ("eventcategory", "eventCategory", TEXT),
-    ("addendum", "addendum", (("reason", "reason", TEXT), ("updatedfields", "updatedFields", TEXT),
-                              ("originalrequestid", "originalRequestId", TEXT),
-                              ("originaleventid", "originalEventId", TEXT))),
-    ("sessioncredentialfromconsole", "sessionCredentialFromConsole", TEXT),
-    ("edgedevicedetails", "edgeDeviceDetails", JSON),
-    ("tlsdetails", "tlsDetails", (("tlsversion", "tlsVersion", TEXT), ("ciphersuite", "cipherSuite", TEXT),
-                                  ("clientprovidedhostheader", "clientProvidedHostHeader", TEXT))),
-)
+CLOUDTRAIL = cloudtrail.SCHEMA
 GENERIC = (("event", None, JSON), ("fields", None, "MAP(VARCHAR, VARCHAR[])"), ("strings", None, "VARCHAR[]"))
 
 
-def load_cloudtrail(con, events, table: str = "cloudtrail_logs") -> int:
-    """(Re)create `table` from CloudTrail records (dicts or events.Event); the row count."""
-    return _load(con, table, CLOUDTRAIL, [_record(CLOUDTRAIL, e) for e in _dicts(events)])
+def load_cloudtrail(con, events, table: str = "cloudtrail_logs", lowered: tuple = (), ids=None) -> int:
+    """(Re)create `table` from CloudTrail records (dicts or events.Event); the row count.
+    `lowered` columns get a lower-case copy `_lower_<column>`, as in scan_cloudtrail().
+    ids: each event's row_id (default: its position)."""
+    count = _load(con, table, CLOUDTRAIL, [cloudtrail.record(e) for e in _dicts(events)], ids)
+    for column in lowered:
+        copy = identifier("_lower_" + column)
+        con.execute(f"ALTER TABLE {identifier(table)} ADD COLUMN {copy} VARCHAR")
+        con.execute(f"UPDATE {identifier(table)} SET {copy} = lower({identifier(column)})")
+    return count
 
 
-def load_events(con, events, table: str = "events") -> int:
-    """(Re)create `table` of the generic shape from any JSON events; the row count."""
+def load_events(con, events, table: str = "events", ids=None) -> int:
+    """(Re)create `table` of the generic shape from any JSON events; the row count.
+    ids: each event's row_id (default: its position)."""
     rows = [{"event": json.dumps(e, ensure_ascii=False), "fields": field_values(e), "strings": strings(e, [])}
             for e in _dicts(events)]
-    return _load(con, table, GENERIC, rows)
+    return _load(con, table, GENERIC, rows, ids)
 
 
 def read_cloudtrail(con, paths, table: str = "cloudtrail_logs"):
@@ -113,7 +69,9 @@ def read_cloudtrail(con, paths, table: str = "cloudtrail_logs"):
     return events, errors
 
 
-def connect() -> duckdb.DuckDBPyConnection:
+def connect():
+    """A new in-memory DuckDB database (the only place this module imports duckdb)."""
+    import duckdb
     return duckdb.connect(":memory:")
 
 
@@ -145,27 +103,6 @@ def field_values(event: dict) -> dict:
     return out
 
 
-def _record(spec, obj) -> dict | None:
-    """A record shaped by spec: text for scalars, JSON text for JSON members, structs for
-    objects, a list of structs for resources; anything of the wrong shape is NULL."""
-    if not isinstance(obj, dict):
-        return None
-    row = {}
-    for column, key, kind in spec:
-        value = obj.get(key)
-        if isinstance(kind, tuple):
-            row[column] = _record(kind, value)
-        elif isinstance(kind, list):
-            items = [value] if isinstance(value, dict) else value if isinstance(value, list) else None
-            row[column] = None if items is None else [_record(kind[0], i) for i in items if isinstance(i, dict)]
-        elif kind == MAP:
-            row[column] = ({k: text(v) for k, v in value.items() if v is not None}
-                           if isinstance(value, dict) else None)
-        else:
-            row[column] = None if value is None else text(value)
-    return row
-
-
 def _dicts(events):
     for e in events:
         yield e.data if isinstance(e, Event) else e
@@ -183,13 +120,14 @@ def _duck_type(kind) -> str:
     return kind
 
 
-def _load(con, table, spec, rows) -> int:
+def _load(con, table, spec, rows, ids=None) -> int:
     columns = ", ".join(f"{identifier(c)} {_duck_type(k)}" for c, _, k in spec)
     name = identifier(table)
     con.execute(f"CREATE OR REPLACE TABLE {name} (row_id BIGINT, {columns})")
     if rows:
         structure = json.dumps({"row_id": "BIGINT", **{c: _duck_type(k) for c, _, k in spec}})
-        payload = [json.dumps({"row_id": n, **row}, ensure_ascii=False) for n, row in enumerate(rows)]
+        ids = range(len(rows)) if ids is None else ids
+        payload = [json.dumps({"row_id": n, **row}, ensure_ascii=False) for n, row in zip(ids, rows)]
         con.execute(f"INSERT INTO {name} SELECT unnest(from_json(j, $structure)) "
                     f"FROM (SELECT unnest($rows::VARCHAR[]) AS j)", {"structure": structure, "rows": payload})
     return len(rows)
@@ -240,14 +178,20 @@ def scan_cloudtrail(con, paths, table: str = "cloudtrail_logs", dedupe: bool = F
 
 
 class Staged:
-    """Files read and gunzipped into JSON-lines files for DuckDB (a temporary folder)."""
+    """Files read and gunzipped into JSON-lines files for DuckDB (a temporary folder, named
+    after this process so that a later run removes it if this one is killed)."""
 
     def __init__(self, paths, progress=None):
         self.files = [str(f) for f in event_files(paths)]
-        self._dir = tempfile.TemporaryDirectory(prefix="sigma-scan-", dir=_scratch(self.files))
-        self.wrapped, self.other = Path(self._dir.name) / "wrapped.jsonl", Path(self._dir.name) / "other.jsonl"
-        self.slow, self.blank, self.longest = _write_lines(self.files, self.wrapped, self.other, progress)
-        self.size = self.wrapped.stat().st_size + self.other.stat().st_size   # bytes of JSON for DuckDB
+        remove_stale()
+        self._dir = tempfile.TemporaryDirectory(prefix=f"{_STAGED}{os.getpid()}-", dir=_scratch(self.files))
+        try:
+            self.wrapped, self.other = Path(self._dir.name) / "wrapped.jsonl", Path(self._dir.name) / "other.jsonl"
+            self.slow, self.blank, self.longest = _write_lines(self.files, self.wrapped, self.other, progress)
+            self.size = self.wrapped.stat().st_size + self.other.stat().st_size   # bytes of JSON for DuckDB
+        except BaseException:
+            self._dir.cleanup()
+            raise
 
     def cleanup(self):
         self._dir.cleanup()
@@ -328,6 +272,31 @@ def _columns(lowered) -> str:
                       for column, key, kind in CLOUDTRAIL] +
                      [f"lower(r.{identifier(key)}) AS {identifier('_lower_' + column)}"
                       for column, key, kind in CLOUDTRAIL if column in lowered and kind == TEXT])
+
+
+_STAGED = "sigma-scan-"
+
+
+def remove_stale():
+    """Remove staging folders of runs that were killed (SIGKILL, power loss): ours (same
+    user), in /dev/shm or the temporary folder, named after a process that no longer exists.
+    /dev/shm is memory: nothing there may outlive the run that made it."""
+    found = []
+    for root in {Path("/dev/shm"), Path(tempfile.gettempdir())}:
+        try:
+            found += root.glob(f"{_STAGED}*-*")
+        except OSError:
+            continue
+    for path in found:
+        pid = path.name[len(_STAGED):].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or path.lstat().st_uid != os.getuid() or not path.is_dir():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:      # PermissionError: the process exists (another user's); gone meanwhile
+            continue
 
 
 def _scratch(files) -> str | None:

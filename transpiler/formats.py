@@ -11,12 +11,8 @@ Deterministic bytes: rules in load order (sorted paths), ids derived from the Si
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from functools import cache, cached_property
@@ -27,6 +23,7 @@ import yaml
 
 from . import sentinel
 from .errors import TranspileError, Unsupported
+from .files import fitting_name, write_atomic
 from .resources import resource_dir
 
 # uuid5 namespace of the ids this tool derives from Sigma rule ids (ARM resource names,
@@ -393,49 +390,21 @@ def _size(text: str) -> int:
 
 
 def rule_file_names(records, extension: str) -> list[str]:
-    """One file name per rule: its file's stem (and document number), made unique in order."""
+    """One file name per rule: its file's stem (and document number), made unique in order,
+    shortened where it would not fit a file system (files.fitting_name)."""
     used, names = set(), []
     for r in records:
         stem = Path(r.path).stem + (f"_{r.doc}" if r.doc else "")
-        name, n = stem, 1
+        name, n = fitting_name(stem, extension), 1
         while name.lower() in used:          # same file name in two folders; case-insensitive disks
             n += 1
-            name = f"{stem}_{n}"
+            name = fitting_name(f"{stem}_{n}", extension)
         used.add(name.lower())
-        names.append(f"{name}.{extension}")
+        names.append(name)
     return names
 
 
 # --- writing -----------------------------------------------------------------------------------
-
-def write_atomic(path: Path, text: str):
-    """Write through a temporary file in the same folder and a rename: readers, and a run
-    stopped halfway (Ctrl-C, SIGTERM), never see half a file nor a leftover temporary file.
-    Those signals wait until the file is whole or gone; only SIGKILL can leave a .tmp."""
-    path = Path(path)
-    with _signals_deferred():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-
-
-@contextlib.contextmanager
-def _signals_deferred():
-    """Hold SIGINT and SIGTERM back (they are delivered at the end), where the OS can."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
 
 def write_all(folder: Path, files, progress=None) -> list[Path]:
     """Write (name, text, ...) files under folder, each atomically; returns the paths."""

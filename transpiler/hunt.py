@@ -40,7 +40,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import correlation
-from .duckdb_events import CLOUDTRAIL, _record
+from .cloudtrail import SCHEMA as CLOUDTRAIL
+from .cloudtrail import record as _record
 from .errors import EventsError, TranspileError, Unsupported
 from .evaluate import compile_query, text, timestamp
 from .events import _read, event_files, parse_events
@@ -245,7 +246,7 @@ def _detection(rule, shown: dict, file: str, index: int) -> Detection:
 
 def shown_fields(event: dict) -> dict:
     """What a detection shows of a CloudTrail record, read as the CloudTrail table holds it."""
-    row = _record(_SHOWN_SPEC, event) or {}
+    row = _record(event, _SHOWN_SPEC) or {}
     identity = row.pop("useridentity", None) or {}
     row["user"] = next((identity[k] for k in _USER if identity.get(k) is not None), None)
     return row

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from . import detection
+from . import detection, files
 from .condition import parse_condition
 from .errors import ConditionError, RuleError, TranspileError
 from .nodes import AllOf, And, Not, OneOf, Or, Query, Ref, and_, or_
@@ -56,6 +56,7 @@ class _RuleLoader(_Loader):
 LEVELS = ("informational", "low", "medium", "high", "critical")
 STATUSES = ("stable", "test", "experimental", "deprecated", "unsupported")
 RULE_SUFFIXES = (".yml", ".yaml")
+TESTS_SUFFIXES = (".tests.yml", ".tests.yaml")    # a rule's own tests (sigma-transpile test), not rules
 
 
 @dataclass
@@ -102,20 +103,26 @@ class Rule:
         return self.path if self.doc == 0 else f"{self.path}#{self.doc}"
 
 
+def find_rule_files(paths) -> tuple[list[Path], list[RuleError]]:
+    """Every .yml/.yaml file under the given files and folders but rule tests (.tests.yml), as
+    files.walk finds them (sorted, each once, symlinked folders followed), and an error for
+    each folder that cannot be read or that was named but holds no rule file: a mistyped path
+    must not pass as "no problems"."""
+    found, unreadable, empty = files.walk(paths, RULE_SUFFIXES, TESTS_SUFFIXES)
+    return found, ([RuleError(why, path=folder, kind="io") for folder, why in unreadable] +
+                   [RuleError("no rule files (.yml, .yaml) in this folder or below", path=folder, kind="empty")
+                    for folder in empty])
+
+
 def rule_files(paths) -> list[Path]:
-    """Every .yml/.yaml file under the given files and folders, sorted, each once."""
-    found = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found.extend(f for f in p.rglob("*") if f.suffix.lower() in RULE_SUFFIXES and f.is_file())
-        else:
-            found.append(p)
-    return sorted(set(found), key=lambda f: str(f))
+    """find_rule_files() without the errors."""
+    return find_rule_files(paths)[0]
 
 
 def load_paths(paths, placeholders=None) -> tuple[list[Rule], list[TranspileError]]:
-    rules, errors = [], []
-    for f in rule_files(paths):
+    found, errors = find_rule_files(paths)
+    rules = []
+    for f in found:
         got, bad = load_file(f, placeholders)
         rules.extend(got)
         errors.extend(bad)
@@ -123,18 +130,22 @@ def load_paths(paths, placeholders=None) -> tuple[list[Rule], list[TranspileErro
 
 
 def load_file(path, placeholders=None) -> tuple[list[Rule], list[TranspileError]]:
+    """Every document of one rule file. Only a regular file of at most MAX_FILE_BYTES is read,
+    and only that much of it (its size is checked before reading)."""
     path = str(path)
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        return [], [RuleError(f"cannot read: {e.strerror or e}", path=path, kind="io")]
+        data = files.read_limited(path, MAX_FILE_BYTES)
+    except files.TooLarge as e:
+        return [], [RuleError(str(e), path=path, kind="yaml")]
+    except files.Unreadable as e:
+        return [], [RuleError(str(e), path=path, kind="io")]
     return load_text(data, path, placeholders)
 
 
 def load_text(data, path="<string>", placeholders=None) -> tuple[list[Rule], list[TranspileError]]:
     """Load every document of one YAML text (str or bytes)."""
     if len(data) > MAX_FILE_BYTES:
-        return [], [RuleError(f"file is larger than {MAX_FILE_BYTES // 2**20} MiB", path=path, kind="yaml")]
+        return [], [RuleError(f"file is larger than {files.size_text(MAX_FILE_BYTES)}", path=path, kind="yaml")]
     if isinstance(data, bytes):
         if b"\x00" in data[:8192]:
             return [], [RuleError("binary file, not YAML", path=path, kind="yaml")]
@@ -164,6 +175,31 @@ def load_text(data, path="<string>", placeholders=None) -> tuple[list[Rule], lis
     except RecursionError:
         errors.append(RuleError("YAML nested too deeply", path=path, kind="yaml"))
     return rules, errors
+
+
+def duplicates(rules) -> list[RuleError]:
+    """The documents that repeat an earlier one's id or title, and the files that repeat an
+    earlier one's name in another folder (in path order), each as a problem naming both: a
+    correlation naming such a rule, a SIEM id derived from it, a file written under its name
+    would each pick one copy by path order (sigma-cli flags all three)."""
+    problems, first, files_seen = [], {}, set()
+    for r in sorted(rules, key=lambda r: (r.path, r.doc)):
+        name = Path(r.path).name
+        keys = [("id", str(r.id).lower() if r.id else None, r.id),
+                ("title", " ".join(r.title.split()).casefold() or None, r.title),
+                ("file name", name.lower() if r.path not in files_seen else None, name)]
+        files_seen.add(r.path)
+        for what, key, shown in keys:
+            earlier = first.setdefault((what, key), r) if key is not None else r
+            if earlier is r:
+                continue
+            if what == "file name":
+                problems.append(RuleError(f"the file name {shown!r} is also used by {earlier.path}",
+                                          path=r.path, kind="duplicate"))
+            else:
+                problems.append(RuleError(f"{shown!r} is also the {what} of {earlier.label}", path=r.label,
+                                          where=what, kind="duplicate"))
+    return problems
 
 
 def load_rule(text: str, placeholders=None) -> Rule:
