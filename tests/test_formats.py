@@ -140,6 +140,29 @@ def test_option_bounds(tmp_path, capsys, fmt, option, message):
     assert not (tmp_path / "out").exists()
 
 
+# --- Athena correlations ------------------------------------------------------------------------
+
+def test_correlation_result_columns_keep_their_case(tmp_path, capsys):
+    """Trino lower-cases unquoted aliases: every result column is quoted, named as the rule
+    names the group-by field."""
+    sqlglot = pytest.importorskip("sqlglot")
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "c.yml").write_text(
+        "title: Failed login\nname: failed\nlogsource: {product: aws, service: cloudtrail}\n"
+        "detection: {selection: {eventName: ConsoleLogin}, condition: selection}\n---\n"
+        "title: Many failed logins\nlogsource: {product: aws, service: cloudtrail}\n"
+        "correlation: {type: event_count, rules: [failed], group-by: [sourceIPAddress, userIdentity.arn], "
+        "timespan: 5m, condition: {gte: 3}}\n")
+    assert run(d, "-t", "athena") == 0
+    query = capsys.readouterr().out.split("WITH selected AS", 1)[1]
+    select = sqlglot.parse_one("WITH selected AS" + query, read="athena")
+    aliases = [s.args["alias"] for s in select.selects]
+    assert [a.name for a in aliases] == ["sourceIPAddress", "userIdentity.arn", "first_trigger", "last_trigger",
+                                         "triggers"]
+    assert all(a.quoted for a in aliases)
+
+
 # --- Microsoft Sentinel ----------------------------------------------------------------------------
 
 def test_sentinel_table_facts():
