@@ -4,6 +4,7 @@ checked by a port of Azure-Sentinel's template validation (tests/sentinel_schema
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -138,6 +139,30 @@ def test_option_bounds(tmp_path, capsys, fmt, option, message):
     assert run(d, "-t", target, "-f", fmt, "-o", tmp_path / "out", "-O", option, *extra) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# --- Logpresso: what is confirmed ------------------------------------------------------------------
+
+def test_readme_lists_every_logpresso_function_and_field():
+    """The README says how sure each function, command and CloudTrail field name the pipe-search
+    queries use is: every one the golden queries and the mapping use is named there."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("**What is Logpresso's, and what is this project's.**"):]
+    section = section[:section.index("\n\n**", 10)]
+    expected = yaml.safe_load((ROOT / "tests" / "cases" / "expected" / "pipesearch.yaml").read_text(encoding="utf-8"))
+    queries = [re.sub(r'"(?:[^"\\]|\\.)*"', '""', q) for q in expected.values()    # string literals out
+               if isinstance(q, str) and not q.startswith("UNSUPPORTED")]
+    assert len(queries) > 100
+    functions = {f for q in queries for f in re.findall(r"\b([a-z]+)\(", q)}
+    commands = {c for q in queries for c in re.findall(r"^(?:\| )?([a-z]+) ", q, re.M)}
+    assert {"lower", "match", "not", "valueof"} <= functions and {"table", "search"} <= commands
+    missing = sorted(f"{f}()" for f in functions if f"`{f}()`" not in section)
+    missing += sorted(c for c in commands if f"`{c}`" not in section)
+    mapping = yaml.safe_load((ROOT / "templates" / "pipesearch" / "mappings" / "aws_cloudtrail.yml").read_text())
+    columns = [v if isinstance(v, str) else v["column"] for v in mapping["fields"].values()]
+    columns += list(mapping["json"].values()) + [a["column"] for a in mapping["arrays"].values()]
+    missing += sorted(c for c in columns if f"`{c}`" not in section)
+    assert missing == []
 
 
 # --- Athena correlations ------------------------------------------------------------------------
