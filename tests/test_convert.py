@@ -454,7 +454,7 @@ def test_default_queries_to_stdout(rules, capsys):
 def test_default_queries_to_files(rules, tmp_path):
     run(rules, "-t", "athena", "-o", tmp_path / "out")
     assert len(list((tmp_path / "out").iterdir())) == 7
-    assert (tmp_path / "out" / "two_1.txt").read_text().startswith("SELECT *")
+    assert (tmp_path / "out" / "two_1.sql").read_text().startswith("SELECT *")       # the target's extension
 
 
 # --- determinism and atomic writes --------------------------------------------------------------
@@ -748,7 +748,7 @@ def test_files_written_follow_the_umask(rules, tmp_path, monkeypatch, umask, mod
 ])
 def test_outputs_that_cannot_be_written_are_refused_first(rules, tmp_path, capsys, args, message):
     """These were tracebacks (FileExistsError, IsADirectoryError) after the whole conversion."""
-    folder, file = tmp_path / "folder", tmp_path / "file.txt"
+    folder, file = tmp_path / "folder", tmp_path / "file"     # no extension: -o file.txt would name a file to write
     folder.mkdir()
     (folder / "sub.jsonl").write_text("x")
     file.write_text("keep me")

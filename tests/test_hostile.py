@@ -158,9 +158,9 @@ def test_long_rule_file_names_are_shortened(tmp_path):
         assert done.returncode == 0, done.stderr
     names = sorted(p.name for p in (tmp_path / "one").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "two").iterdir())     # the same every run
-    assert len(names) == 3 and "short.txt" in names
+    assert len(names) == 3 and "short.sql" in names
     assert all(len(os.fsencode(n)) <= 150 for n in names)
-    assert {n[:8] for n in names} == {"aaaaaaaa", "\u00e9" * 8, "short.tx"}
+    assert {n[:8] for n in names} == {"aaaaaaaa", "\u00e9" * 8, "short.sq"}
 
 
 def test_symlinked_folders_are_followed_once(tmp_path):

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import signal
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import yaml
@@ -20,7 +22,9 @@ from . import backends, batch, correlation, files, formats
 from .errors import RuleError, TranspileError, printable
 from .events import MAX_EVENT_BYTES, read_events
 from .formats import write_atomic  # noqa: F401  (kept importable from here)
+from .mapping import load_mapping_file as mapping_file
 from .rule import MAX_FILE_BYTES, duplicates, load_paths
+from .resources import resource_dir
 from .ruleset import RuleSet
 
 
@@ -44,11 +48,13 @@ def main(argv=None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sigma-transpile", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()} (Python package sigma-transpiler)")
     sub = p.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check", help="load rules and report every problem")
     _rules_args(check)
-    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--format", choices=("text", "json"), default="text",
+                       help="text: one line per problem (default); json: counts and every problem, for CI")
     check.add_argument("--require-tests", action="store_true",
                        help="also report rules without tests (NAME.tests.yml, regression_tests_path) "
                             "and tests that cannot be read")
@@ -58,10 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     _rules_args(match)
     match.add_argument("--events", nargs="+", required=True, metavar="FILE",
                        help="event files or folders: CloudTrail Records, JSON array/object, JSON Lines, .gz")
-    match.add_argument("--format", choices=("text", "json", "jsonl"), default="text")
+    match.add_argument("--format", choices=("text", "json", "jsonl"), default="text",
+                       help="text: one line per match or alert (default); json: one array; jsonl: one object a line")
     match.add_argument("--time-field", metavar="FIELD",
                        help="event time for correlations (default: eventTime, @timestamp, timestamp, ...)")
     max_event_size(match)
+    match.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     match.set_defaults(func=cmd_match)
 
     convert = sub.add_parser("convert", help="convert rules into queries or SIEM import files for a target",
@@ -72,11 +80,16 @@ def _parser() -> argparse.ArgumentParser:
                          help="import-file format (listed below); default: the queries alone")
     convert.add_argument("-O", "--option", action="append", metavar="NAME=VALUE",
                          help="a format option (listed below); repeat for more")
-    convert.add_argument("-m", "--mapping", metavar="FILE", help="field mapping YAML (default: built-in)")
+    convert.add_argument("-m", "--mapping", metavar="MAPPING",
+                         help="field mapping: a YAML file, or a built-in name (" + _mapping_names() + "); "
+                              "default: the built-in mapping of each rule's log source "
+                              "(sigma-transpile list mappings)")
     convert.add_argument("--table", type=table_name, help="table name (default: the mapping's)")
     convert.add_argument("-o", "--output", metavar="OUT",
-                         help="folder to write into (a one-file format may name the file: OUT.<ext>); "
-                              "default: stdout")
+                         help="a file (a name with an extension, such as out.kql: every query in it, as on "
+                              "stdout; with -f, a one-file format's OUT.<ext>) or else a folder (a file per "
+                              "rule, or the format's files); default: stdout, each query after a comment "
+                              "naming its rule")
     pick = convert.add_argument_group("which rules (values of one option are alternatives, options combine)")
     pick.add_argument("--level", action="append", metavar="LEVEL[+]",
                       help="informational, low, medium, high, critical; high+ = high or critical")
@@ -95,12 +108,16 @@ def _parser() -> argparse.ArgumentParser:
     _rules_args(explain)
     explain.add_argument("--catalog", nargs="+", metavar="RULES_DIR",
                          help="rules to count indicators in and find rules detecting the same action")
-    explain.add_argument("--format", choices=("text", "json"), default="text")
+    explain.add_argument("--format", choices=("text", "json"), default="text",
+                         help="text: a readable report per rule (default); json: the same as data")
     explain.set_defaults(func=cmd_explain)
 
     catalog = sub.add_parser("catalog", help="build a static HTML rule catalog")
     _rules_args(catalog)
-    catalog.add_argument("-o", "--output", required=True, metavar="SITE", help="folder to write the site into")
+    catalog.add_argument("-o", "--output", required=True, metavar="SITE",
+                         help="folder to write the site into: a new or empty folder, or one this command "
+                              "wrote before (only the files it wrote are replaced)")
+    catalog.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     catalog.set_defaults(func=cmd_catalog)
 
     hunt = sub.add_parser("hunt", help="run rules over local CloudTrail logs: a timeline of detections",
@@ -111,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     hunt.add_argument("--logs", nargs="+", required=True, metavar="PATH", help="CloudTrail log files or folders")
     hunt.add_argument("--engine", choices=("duckdb", "evaluator"), default="duckdb",
                       help="duckdb: the rules' SQL on in-memory DuckDB (default); evaluator: the reference evaluator")
-    hunt.add_argument("--format", choices=("table", "csv", "jsonl"), default="table")
+    hunt.add_argument("--format", choices=("table", "csv", "jsonl"), default="table",
+                      help="table: a timeline for the terminal (default); csv or jsonl: one row per detection, "
+                           "with the rule's and the event's file")
     hunt.add_argument("-o", "--output", metavar="FILE", help="write the timeline here (default: stdout)")
     hunt.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     hunt.set_defaults(func=cmd_hunt)
@@ -123,7 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     _rules_args(test)
     test.add_argument("--targets", metavar="T,T", help="engines, comma separated (default: all of "
                                                        "evaluator, duckdb, athena, kql, pipesearch)")
-    test.add_argument("--format", choices=("text", "json"), default="text")
+    test.add_argument("--format", choices=("text", "json"), default="text",
+                      help="text: one line per rule and target (default); json: every result as data")
     test.add_argument("--time-field", metavar="FIELD",
                       help="event time for correlation tests (default: each engine's, eventTime)")
     ci = test.add_argument_group("CI")
@@ -134,7 +154,20 @@ def _parser() -> argparse.ArgumentParser:
     ci.add_argument("--junit", metavar="FILE", help="write JUnit XML: one test case per rule and target")
     ci.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     test.set_defaults(func=cmd_test)
+
+    listing = sub.add_parser("list", help="list the targets, import formats or built-in field mappings",
+                             description="What -t, -f and -m of convert accept, as sigma-cli's `sigma list`.")
+    listing.add_argument("what", choices=("targets", "formats", "mappings"),
+                         help="targets (-t), formats (-f) with their options (-O), or mappings (-m)")
+    listing.set_defaults(func=cmd_list)
     return p
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sigma-transpiler")
+    except metadata.PackageNotFoundError:      # run from a checkout that is not installed
+        return "(not installed)"
 
 
 def _rules_args(p):
@@ -232,11 +265,14 @@ def cmd_match(args) -> int:
     _report(bad_files)
     rows = []
     ruleset = RuleSet(correlation.standalone(detections, correlations))
-    for event in events:
+    bar = batch.Progress(enabled=not args.no_progress, label="matching")
+    for n, event in enumerate(events, 1):
+        bar.update(n, len(events))
         for rule in ruleset.matching(event.data):
             rows.append({"kind": "match", "rule_id": rule.id, "title": rule.title, "level": rule.level,
                          "rule_path": rule.label, "file": event.source, "index": event.index,
                          "event_id": event.event_id})
+    bar.clear()
     data = [e.data for e in events]
     alerts = [a for c in correlations for a in correlation.evaluate(c, data, args.time_field)]
     rows += [{"kind": "correlation", **a.as_dict(), "rule_path": a.correlation.rule.label} for a in alerts]
@@ -274,6 +310,7 @@ def cmd_convert(args) -> int:
     start = time.perf_counter()
     fmt, options = _convert_format(args)
     _convert_outputs(args, fmt)
+    _mapping_option(args)
     keep = batch.selector(args.level, args.status, args.tag)
     backend = backends.get(args.target)(mapping_file=args.mapping, table=args.table)
     placeholders = _placeholders(args.placeholders) if args.placeholders else None
@@ -313,12 +350,21 @@ def cmd_convert(args) -> int:
     return batch.exit_code(records, args.fail_on)
 
 
+def _one_file(args, fmt) -> bool:
+    """-o names one file: with -f, a one-file format's OUT.<ext>; without, any name with an
+    extension (out.kql, queries.txt) that is not a folder, as sigma-cli's -o. Else a folder."""
+    out = Path(args.output) if args.output else None
+    if out is None or out.is_dir():
+        return False
+    if fmt is not None:
+        return fmt.layout.files == "set" and out.name.endswith("." + fmt.extension)
+    return bool(out.suffix)
+
+
 def _convert_outputs(args, fmt):
-    """-o (a folder, or the one file of a one-file format), --report and --junit (files)."""
+    """-o (a folder, or one file), --report and --junit (files)."""
     if args.output:
-        one_file = fmt is not None and fmt.layout.files == "set" and Path(args.output).name.endswith(
-            "." + fmt.extension)
-        _output(args.output, "-o", folder=not one_file)
+        _output(args.output, "-o", folder=not _one_file(args, fmt))
     for option, path in (("--report", args.report), ("--junit", args.junit)):
         if path:
             _output(path, option)
@@ -345,9 +391,11 @@ def _convert_files(args, backend, fmt, options, records) -> list:
     if fmt is not None:
         return formats.Renderer(fmt, args.target, options).files(records)
     done = [r for r in records if r.result == "converted" and r.query is not None]   # filters: none
-    if not args.output:
-        return [("-", "".join(f"{r.query}\n\n" for r in done), done)]
-    names = formats.rule_file_names(done, getattr(backend, "extension", "txt"))
+    queries = formats.query_text(args.target)
+    if not args.output or _one_file(args, fmt):       # one stream: each query says which rule it is
+        text = "".join(queries.labelled(r.query, f"{r.label}: {r.rule.title}") + "\n\n" for r in done)
+        return [(Path(args.output).name if args.output else "-", text, done)]
+    names = formats.rule_file_names(done, queries.extension)
     return [(name, r.query + "\n", [r]) for name, r in zip(names, done)]
 
 
@@ -361,8 +409,8 @@ def _convert_write(args, fmt, outputs, progress) -> int | None:
                 r.outputs.append("-")
         return None
     out = Path(args.output)
-    if fmt is not None and fmt.layout.files == "set" and out.name.endswith("." + fmt.extension):
-        out.parent.mkdir(parents=True, exist_ok=True)   # -o all.jsonl: the one file itself
+    if _one_file(args, fmt):                            # -o all.jsonl, -o out.kql: the one file itself
+        out.parent.mkdir(parents=True, exist_ok=True)
         outputs = [(out.name, text, records) for _, text, records in outputs]
         out = out.parent
     formats.write_all(out, outputs, progress)
@@ -389,6 +437,27 @@ def _terminate_as_exit():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _optional_mappings(target) -> dict:
+    """The built-in mappings -m selects by name: templates/<target>/mappings/optional/NAME.yml."""
+    folder = resource_dir("templates") / target / "mappings" / "optional"
+    return {p.stem: p for p in sorted(folder.glob("*.yml"))} if folder.is_dir() else {}
+
+
+def _mapping_names() -> str:
+    found = [f"{t}: {', '.join(_optional_mappings(t))}" for t in sorted(backends.BACKENDS) if _optional_mappings(t)]
+    return "; ".join(found) or "none"
+
+
+def _mapping_option(args):
+    """-m names a file or a built-in mapping of the target: anything else is one clear error."""
+    name = args.mapping
+    if name is None or Path(name).exists() or name in _optional_mappings(args.target):
+        return
+    known = ", ".join(_optional_mappings(args.target)) or "none"
+    raise TranspileError(f"-m {name}: no such file, and {args.target} has no built-in mapping of that name "
+                         f"(built-in for {args.target}: {known}; see sigma-transpile list mappings)", kind="option")
+
+
 def _formats_help() -> str:
     lines = ["formats (-f); files: one per rule, one for the set, or up to N rules each;",
              "options (-O name=value) with their defaults:"]
@@ -399,6 +468,52 @@ def _formats_help() -> str:
             opts = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in layout.options.items())
             lines.append(f"  {target:<10} {name:<14} .{fmt.extension:<6} {files:<10} {opts}".rstrip())
     return "\n".join(lines)
+
+
+# --- list ------------------------------------------------------------------------------------
+
+def cmd_list(args) -> int:
+    """What -t, -f and -m accept, one entry a line (a second, indented line for details)."""
+    out = []
+    for target in sorted(backends.BACKENDS):
+        if args.what == "targets":
+            q = formats.query_text(target)
+            out.append(f"{target:<11} .{q.extension:<4} {q.about}")
+        elif args.what == "formats":
+            for name, fmt in formats.available(target).items():
+                layout = fmt.layout
+                files = {"rule": "a file per rule", "set": "one file"}.get(layout.files, f"up to {layout.size} rules a file")
+                opts = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in layout.options.items())
+                out.append(f"{target:<11} {name:<15} {fmt.about}")
+                out.append(f"{'':<27} .{fmt.extension}, {files}" + (f"; -O {opts}" if opts else ""))
+        else:
+            for mapping, how in _mappings(target):
+                out.append(f"{target:<11} {Path(mapping.source).stem:<15} {how}; table {mapping.table}")
+                out.append(f"{'':<27} {_leading_comment(mapping.source)}")
+    print("\n".join(out))
+    return 0
+
+
+def _mappings(target) -> list:
+    """(mapping, how it is chosen) for a target's built-in mappings: by log source, then by -m."""
+    backend = backends.get(target)()
+    found = []
+    for m in backend.builtin_mappings:
+        ls = " ".join(f"{k}={v}" for k, v in m.logsource.items())
+        found.append((m, f"for logsource {ls}" if ls else "for any other logsource"))
+    for name, path in _optional_mappings(target).items():
+        found.append((mapping_file(path), f"with -m {name}"))
+    return found
+
+
+def _leading_comment(path) -> str:
+    """The first sentence of a YAML file's opening comment lines."""
+    lines = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return re.split(r"(?<=\.)\s", " ".join(lines), maxsplit=1)[0]
 
 
 # --- explain and catalog (transpiler/analysis.py, transpiler/catalog.py) ----------------------
@@ -432,8 +547,11 @@ def cmd_catalog(args) -> int:
     rules, errors = _load(args)
     _report(errors)
     placeholders = _placeholders(args.placeholders) if args.placeholders else None
-    stats = build(rules, Path(args.output), placeholders=placeholders, errors=errors)
-    print(f"{stats['rules']} rule pages, {stats['queries']} queries, {stats['unsupported']} unsupported, "
+    bar = batch.Progress(enabled=not args.no_progress, label="pages")
+    stats = build(rules, Path(args.output), placeholders=placeholders, errors=errors, progress=bar)
+    bar.clear()
+    print(f"{stats['rules']} rule pages, {stats['correlations']} correlation pages, {stats['queries']} queries, "
+          f"{stats['unsupported']} unsupported, "
           f"{len(errors)} rule errors, {time.perf_counter() - start:.2f} s -> {args.output}", file=sys.stderr)
     return 1 if errors else 0
 

@@ -22,7 +22,7 @@ import jinja2
 import yaml
 
 from . import sentinel
-from .errors import TranspileError, Unsupported
+from .errors import TranspileError, Unsupported, printable
 from .files import fitting_name, write_atomic
 from .resources import resource_dir
 
@@ -81,6 +81,14 @@ class Format:
     template: str               # kql/formats/sentinel_arm.json.j2
     layout: Layout
 
+    @property
+    def about(self) -> str:
+        """The first sentence of the template's opening comment: what the format is."""
+        text = (resource_dir("templates") / self.template).read_text(encoding="utf-8")
+        found = re.match(r"\{#-?\s*(.*?)\s*-?#\}", text, re.S)
+        words = " ".join(found.group(1).split()) if found else ""
+        return re.split(r"(?<=\.)\s", words, maxsplit=1)[0]
+
     def limit_problem(self, query: str) -> str | None:
         """Why the target would refuse this query, or None."""
         if not self.layout.max_query:
@@ -90,6 +98,42 @@ class Format:
             return None
         return (f"{self.name}: the query is {size:,} {self.layout.unit} long; "
                 f"the target accepts at most {self.layout.max_query:,}")
+
+
+@dataclass(frozen=True)
+class QueryText:
+    """The queries alone (convert without -f): a target's file extension, and how a query says
+    which rule it came from where several share a stream (stdout, -o FILE)."""
+
+    extension: str
+    about: str
+    comment: str              # the comment holding `path: title`
+    after: bool = False       # the comment follows the query instead of leading it
+    unsafe: str = ""          # characters the comment must not hold (line breaks never) ...
+    safe: str = ""            # ... and what each becomes
+
+    def labelled(self, query: str, label: str) -> str:
+        text = printable(comment(label)).translate(str.maketrans(self.unsafe, self.safe))
+        line = self.comment.format(text)
+        return f"{query}\n{line}" if self.after else f"{line}\n{query}"
+
+
+# Comments: Trino and DuckDB `--` and Kusto `//` run to the end of the line. A Logpresso `#`
+# comment runs to the end of its command, across line breaks, so it cannot lead the query;
+# `| # [ ... ]` is the documented comment-only command, and the text in it must not hold the
+# characters that delimit commands, strings or the block, nor the look-alikes the query
+# parser rewrites into them (../shared/research/logpresso.md section 1).
+QUERY_TEXT = {
+    "athena": QueryText("sql", "Amazon Athena (Trino SQL)", "-- {}"),
+    "duckdb": QueryText("sql", "DuckDB SQL (what hunt runs)", "-- {}"),
+    "kql": QueryText("kql", "KQL for Microsoft Sentinel and Azure Data Explorer", "// {}"),
+    "pipesearch": QueryText("txt", "Logpresso-style pipe search", "| # [ {} ]", after=True,
+                            unsafe='|[]"\u2223\u01c0\u201c\u201d\u00ab\u00bb', safe="/()'//''''"),
+}
+
+
+def query_text(target: str) -> QueryText:
+    return QUERY_TEXT.get(target) or QueryText("txt", target, "# {}")
 
 
 def available(target: str) -> dict[str, Format]:
