@@ -157,3 +157,10 @@ def test_ctrl_c_is_one_line_and_exit_130(rules, monkeypatch, capsys):
     monkeypatch.setattr(cli, "load_paths", interrupted)
     assert main(["check", str(rules)]) == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_explain_catalog_path_without_rules_is_an_error(rules, tmp_path, capsys):
+    (tmp_path / "typo").mkdir()
+    assert main(["explain", str(rules / "create_user.yml"), "--catalog", str(tmp_path / "typo")]) == 1
+    assert f"{tmp_path / 'typo'}: no rule files (.yml, .yaml) in this folder or below" in capsys.readouterr().err
+    assert main(["explain", str(rules / "create_user.yml"), "--catalog", str(rules)]) == 0
