@@ -19,12 +19,12 @@ def missing_tool(reason: str):
 
 @pytest.fixture(scope="module")
 def engine():
-    """The pipe-search interpreter with its JVM oracle (tests/pipesearch_engine.py)."""
-    from pipesearch_engine import Engine, Java
+    """The pipe-search interpreter with its JVM oracle (transpiler/engines/pipesearch.py)."""
+    from transpiler.engines.pipesearch import Interpreter, Java
     if not Java.available():
         missing_tool("no JDK (java, javac) on PATH")
     java = Java()
-    yield Engine(java)
+    yield Interpreter(java)
     java.close()
 
 

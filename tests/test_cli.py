@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from transpiler import cli
 from transpiler.cli import main
 
 RULE = """title: {title}
@@ -147,3 +148,19 @@ def test_match_max_event_size(rules, events, capsys):
     with pytest.raises(SystemExit):
         main(["match", str(rules), "--events", str(events), "--max-event-size", "lots"])
     assert "'lots' is not a size such as 512M, 2G or 1048576" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(rules, monkeypatch, capsys):
+    """check, match, explain and catalog had no answer to Ctrl-C but a KeyboardInterrupt traceback."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "load_paths", interrupted)
+    assert main(["check", str(rules)]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_explain_catalog_path_without_rules_is_an_error(rules, tmp_path, capsys):
+    (tmp_path / "typo").mkdir()
+    assert main(["explain", str(rules / "create_user.yml"), "--catalog", str(tmp_path / "typo")]) == 1
+    assert f"{tmp_path / 'typo'}: no rule files (.yml, .yaml) in this folder or below" in capsys.readouterr().err
+    assert main(["explain", str(rules / "create_user.yml"), "--catalog", str(rules)]) == 0

@@ -1,5 +1,5 @@
 """The pipesearch (Logpresso-style) backend: the seed shape, enrichment, and its queries run
-by the interpreter in pipesearch_engine.py against the evaluator."""
+by the interpreter in transpiler/engines/pipesearch.py against the evaluator."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +8,9 @@ import pytest
 from caselib import UNSUPPORTED, load_cases, load_expected
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pipesearch_engine import Java, NotRepresentable, Row, literals, parse
 
 from transpiler.backends.pipesearch import PipeSearch, java_regex
+from transpiler.engines.pipesearch import Java, NotRepresentable, Row, literals, parse
 from transpiler.errors import Unsupported
 from transpiler.evaluate import matches
 from transpiler.nodes import Op

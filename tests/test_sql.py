@@ -129,7 +129,7 @@ JAVA_CASES = [
 @pytest.fixture(scope="module")
 def java():
     from conftest import missing_tool
-    from pipesearch_engine import Java
+    from transpiler.engines.pipesearch import Java
     if not Java.available():
         missing_tool("no JDK (java, javac) on PATH")
     oracle = Java()

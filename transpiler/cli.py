@@ -44,6 +44,9 @@ def main(argv=None) -> int:
     except MemoryError:
         print("error: out of memory", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:            # commands that write files handle it themselves
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -526,8 +529,11 @@ def cmd_explain(args) -> int:
     corpus = None
     if args.catalog:
         others, bad = load_paths(args.catalog, placeholders)
-        if bad:
-            print(f"catalog: {len(bad)} rule documents with errors left out", file=sys.stderr)
+        unread = [e for e in bad if e.kind in ("empty", "io")]    # a --catalog path that gives nothing
+        _report(unread)
+        errors += unread
+        if len(bad) > len(unread):
+            print(f"catalog: {len(bad) - len(unread)} rule documents with errors left out", file=sys.stderr)
         corpus = Corpus(others)
     found = [analyze(r, corpus, placeholders) for r in rules if r.kind == "rule"]
     if len(found) < len(rules):

@@ -20,13 +20,11 @@ duckdb itself is imported by connect() only: the callers hand in a connection.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
 import shutil
 import tempfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +33,7 @@ from .backends.sql import identifier, literal
 from .cloudtrail import JSON, MAP, TEXT
 from .errors import EventsError
 from .evaluate import strings, text
-from .events import Event, _read, event_files, parse_events, read_events
+from .events import MAX_EVENT_BYTES, Event, event_files, parse_events, read_event_bytes, read_events, read_text
 
 CLOUDTRAIL = cloudtrail.SCHEMA
 GENERIC = (("event", None, JSON), ("fields", None, "MAP(VARCHAR, VARCHAR[])"), ("strings", None, "VARCHAR[]"))
@@ -156,7 +154,7 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def scan_cloudtrail(con, paths, table: str = "cloudtrail_logs", dedupe: bool = False, progress=None,
-                    lowered: tuple = ()) -> Scan:
+                    lowered: tuple = (), max_bytes: int = MAX_EVENT_BYTES) -> Scan:
     """Read CloudTrail files and folders (the shapes events.py reads) into `table`, shaped as
     load_cloudtrail() shapes it, and `<table>_sources` (row_id, file, idx): the file's number
     in Scan.files and the record's position in that file. `lowered` columns (eventname...) get
@@ -166,14 +164,15 @@ def scan_cloudtrail(con, paths, table: str = "cloudtrail_logs", dedupe: bool = F
     dedupe: a record whose eventID an earlier record has is left out (CloudTrail delivers at
     least once, so the same record may sit in several files).
     A file that cannot be read is an EventsError in Scan.errors (events.py's message) and the
-    others are still read. progress(done, total) follows the files.
+    others are still read; files are read as events.py reads them (read_event_bytes: regular
+    files only, at most max_bytes of JSON). progress(done, total) follows the files.
 
     One difference from load_cloudtrail(), invisible to queries: a struct member whose JSON
     value is not an object (a string in userIdentity) is a struct of NULLs, not NULL.
 
     Two steps, for callers with other work meanwhile: stage_files() (Python, reads the files),
     then load_staged() (DuckDB, without Python's lock)."""
-    with stage_files(paths, progress) as staged:
+    with stage_files(event_files(paths), progress, max_bytes) as staged:
         return load_staged(con, staged, table, dedupe, lowered)
 
 
@@ -181,13 +180,15 @@ class Staged:
     """Files read and gunzipped into JSON-lines files for DuckDB (a temporary folder, named
     after this process so that a later run removes it if this one is killed)."""
 
-    def __init__(self, paths, progress=None):
-        self.files = [str(f) for f in event_files(paths)]
+    def __init__(self, files, progress=None, max_bytes: int = MAX_EVENT_BYTES):
+        self.files = [str(f) for f in files]
+        self.max_bytes = max_bytes
+        self.errors = {}          # file no -> EventsError
         remove_stale()
         self._dir = tempfile.TemporaryDirectory(prefix=f"{_STAGED}{os.getpid()}-", dir=_scratch(self.files))
         try:
             self.wrapped, self.other = Path(self._dir.name) / "wrapped.jsonl", Path(self._dir.name) / "other.jsonl"
-            self.slow, self.blank, self.longest = _write_lines(self.files, self.wrapped, self.other, progress)
+            self.slow, self.blank, self.longest = _write_lines(self, progress)
             self.size = self.wrapped.stat().st_size + self.other.stat().st_size   # bytes of JSON for DuckDB
         except BaseException:
             self._dir.cleanup()
@@ -203,8 +204,9 @@ class Staged:
         self.cleanup()
 
 
-def stage_files(paths, progress=None) -> Staged:
-    return Staged(paths, progress)
+def stage_files(files, progress=None, max_bytes: int = MAX_EVENT_BYTES) -> Staged:
+    """Stage event files (not folders), numbered in the order given."""
+    return Staged(files, progress, max_bytes)
 
 
 def load_staged(con, staged: Staged, table: str = "cloudtrail_logs", dedupe: bool = False,
@@ -247,9 +249,11 @@ def _load_staged(con, staged: Staged, table, dedupe, lowered) -> Scan:
                 f"unnest(CASE WHEN len(items) = 0 THEN [NULL] ELSE items END) AS r FROM ({lines}) WHERE items IS NOT NULL)")
     taken = {f for (f,) in con.execute(f"SELECT DISTINCT _f FROM {name}").fetchall()}
     odd = {f for (f,) in con.execute(f"SELECT DISTINCT _f FROM {name} WHERE _odd AND NOT _marker").fetchall()}
-    pending = sorted(set(staged.slow) | odd | (set(range(len(scan.files))) - taken - staged.blank))
+    pending = sorted(set(staged.slow) | odd | (set(range(len(scan.files))) - taken - staged.blank - set(staged.errors)))
     con.execute(f"DELETE FROM {name} WHERE _marker OR list_contains($pending, _f)", {"pending": pending})
-    _read_slowly(con, scan, pending, name, lowered)
+    errors = dict(staged.errors)
+    _read_slowly(con, scan, pending, name, lowered, errors, staged.max_bytes)
+    scan.errors = [errors[n] for n in sorted(errors)]    # in file order, as events.py reports them
     scan.slow = len(pending)
     total = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
     if dedupe:   # the first record with an eventID keeps it; the rest are left out
@@ -313,30 +317,48 @@ def _scratch(files) -> str | None:
     return str(shm) if need < room // 4 else None
 
 
-def _file_bytes(path: str):
-    """A file's bytes, gunzipped; None where events.py should read it (and report why)."""
-    try:
-        with open(path, "rb", buffering=0) as f:
-            data = f.read()
-        if data[:2] == b"\x1f\x8b" or path.lower().endswith(".gz"):
-            inflate = zlib.decompressobj(wbits=31)
-            out = inflate.decompress(data)
-            data = out if inflate.eof and not inflate.unused_data else gzip.decompress(data)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile):
-        return None
-    return data
+# Python's JSON reader fails on nesting somewhat under its recursion limit (1000); DuckDB's
+# reads any depth. Files that may nest deeper than this are read by events.py, so that both
+# engines accept or refuse them alike.
+DEEP = 256
 
 
-def _write_lines(files, wrapped: Path, other: Path, progress):
+def _shallow(data: bytes) -> bool:
+    """Whether the JSON surely nests at most DEEP levels: counting every bracket, those in
+    strings too (an overestimate), chunk by chunk, depth at the chunk's start plus its
+    opening brackets stays within DEEP."""
+    brackets = data.translate(None, _NOT_BRACKETS)
+    if len(brackets) <= DEEP:
+        return True
+    depth, step = 0, DEEP // 2
+    for start in range(0, len(brackets), step):
+        chunk = brackets[start:start + step]
+        opened = chunk.count(b"[") + chunk.count(b"{")
+        if depth + opened > DEEP:
+            return False
+        depth += 2 * opened - len(chunk)
+    return True
+
+
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def _write_lines(staged: Staged, progress):
     """One line per file, {"f": n, "d": <the file's JSON>}, into wrapped (CloudTrail's
-    {"Records": [...]}) or other. Returns the files for Python, the blank ones, the longest line."""
+    {"Records": [...]}) or other. Returns the files for Python, the blank ones, the longest
+    line; files that cannot be read are in staged.errors."""
     slow, blank, longest = [], set(), 0
-    with open(wrapped, "wb") as w, open(other, "wb") as o:
+    files = staged.files
+    with open(staged.wrapped, "wb") as w, open(staged.other, "wb") as o:
         for n, path in enumerate(files):
             if progress is not None:
                 progress(n + 1, len(files))
-            data = _file_bytes(path)
-            if data is None:
+            try:
+                data = read_event_bytes(path, staged.max_bytes)
+            except EventsError as e:
+                staged.errors[n] = e
+                continue
+            if not _shallow(data):
                 slow.append(n)
                 continue
             if data[:3] == _UTF8_BOM:
@@ -378,27 +400,25 @@ def _valid_json(data: bytes) -> bool:
     return True
 
 
-def _read_slowly(con, scan: Scan, numbers, name: str, lowered):
-    """Read files with events.py; their records join the table, their errors scan.errors."""
+def _read_slowly(con, scan: Scan, numbers, name: str, lowered, errors: dict, max_bytes: int):
+    """Read files with events.py; their records join the table, their errors `errors`."""
     rows = []
     for n in numbers:
         path = scan.files[n]
         try:
-            events = parse_events(_read(Path(path)), path)
+            events = parse_events(read_text(path, max_bytes), path)
+            rows += [{"f": n, "i": i, "j": json.dumps(e)} for i, e in enumerate(events)]
         except EventsError as e:
-            scan.errors.append(e)
-            continue
+            errors[n] = e
         except RecursionError:
-            scan.errors.append(EventsError("JSON nested too deeply", path=path))
-            continue
-        rows.extend({"f": n, "i": i, "j": json.dumps(e)} for i, e in enumerate(events))
+            errors[n] = EventsError("JSON nested too deeply", path=path)
     if not rows:
         return
     con.execute("CREATE OR REPLACE TEMP TABLE _slow AS SELECT r.f, r.i, r.j, json_valid(r.j) AS ok "
                 "FROM (SELECT unnest($rows::STRUCT(f BIGINT, i BIGINT, j VARCHAR)[]) AS r)", {"rows": rows})
     for (n,) in con.execute("SELECT DISTINCT f FROM _slow WHERE NOT ok ORDER BY f").fetchall():
         # Python reads it, DuckDB's JSON does not (a lone surrogate escape, a number out of range)
-        scan.errors.append(EventsError("DuckDB cannot read this file's JSON", path=scan.files[n]))
+        errors[n] = EventsError("DuckDB cannot read this file's JSON", path=scan.files[n])
     con.execute(f"INSERT INTO {name} SELECT {_columns(lowered)}, _f, _idx, FALSE, FALSE FROM ("
                 f"SELECT f AS _f, i AS _idx, json_transform(j, {_structure_literal()}) AS r FROM _slow "
                 f"WHERE f NOT IN (SELECT f FROM _slow WHERE NOT ok))")

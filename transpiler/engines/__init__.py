@@ -26,7 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import import_module
 
-from ..events import event_files
+from .. import correlation
+from ..errors import TranspileError
+from ..events import MAX_EVENT_BYTES, event_files
 
 ENGINES = {
     # name -> "module:Class"; each module imports its heavy dependencies (duckdb, ...) itself,
@@ -35,6 +37,7 @@ ENGINES = {
     "kql": "transpiler.engines.kql:Kql",
     "evaluator": "transpiler.engines.evaluator:Evaluator",
     "duckdb": "transpiler.engines.duckdb:DuckDB",
+    "pipesearch": "transpiler.engines.pipesearch:PipeSearch",
 }
 
 _FILE_BITS = 32     # key = file no << 32 | position: in file order, positions up to 4 billion
@@ -51,16 +54,18 @@ def place(event_key: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Files:
-    """Event files as a source, read in the order given (events.event_files expands folders).
-    dedupe: a record whose eventID an earlier record has is left out (CloudTrail delivers
-    records at least once, so the same record may sit in several files)."""
+    """Event files as a source, read in the order given (events.event_files expands folders),
+    as events.py reads them (at most max_bytes of JSON each). dedupe: a record whose eventID
+    an earlier record has is left out (CloudTrail delivers records at least once, so the same
+    record may sit in several files)."""
 
     paths: tuple
     dedupe: bool = False
+    max_bytes: int = MAX_EVENT_BYTES
 
     @classmethod
-    def under(cls, paths, dedupe: bool = False) -> "Files":
-        return cls(tuple(event_files(paths)), dedupe)
+    def under(cls, paths, dedupe: bool = False, max_bytes: int = MAX_EVENT_BYTES) -> "Files":
+        return cls(tuple(event_files(paths)), dedupe, max_bytes)
 
 
 @dataclass
@@ -136,6 +141,37 @@ class Engine:
         Outcome.rows for every event a rule selects, as that table holds them.
         progress(label, done, total) follows the slow steps."""
         raise NotImplementedError
+
+
+@dataclass
+class Plan:
+    """What to run of the rules loaded: `match`, `hunt` and `test` plan alike."""
+
+    rules: list                  # detection rules, filters applied; the correlations' rules included
+    shown: set                   # ids of those that report their own matches (not generate: false)
+    correlations: list           # correlation.Correlation over those rules
+    skipped: int = 0             # rules and correlations `keep` left out
+    errors: list = field(default_factory=list)    # TranspileError: loading, filters, correlations
+
+    def failures(self, outcome: Outcome) -> list:
+        """The rules and correlations an engine accepted but failed to run, as errors."""
+        out = []
+        for n, reason in outcome.failed.items():
+            owner = self.correlations[int(n[1:])].rule if isinstance(n, str) else self.rules[n]
+            out.append(TranspileError(reason, path=owner.label, kind="internal"))
+        return out
+
+
+def plan(rules, errors=(), keep=None) -> Plan:
+    """Filters applied and correlations resolved (correlation.resolve); only the detection rules
+    `keep(rule)` accepts (all by default) and the correlations over them alone."""
+    correlations, detections, resolve_errors = correlation.resolve(rules)
+    run = [r for r in detections if r.query is not None and (keep is None or keep(r))]
+    ids = {id(r) for r in run}
+    kept = [c for c in correlations if all(id(b) in ids for b in c.rules)]
+    skipped = len(detections) - len(run) + len(correlations) - len(kept)
+    shown = {id(r) for r in correlation.standalone(run, correlations)}
+    return Plan(run, shown, kept, skipped, list(errors) + list(resolve_errors))
 
 
 def get(name: str):

@@ -86,8 +86,9 @@ class Tables(Loaded):
         self._thread = self._error = None
         if isinstance(source, Files):
             try:
-                staged = duckdb_events.stage_files(list(source.paths), (
-                    lambda done, total: progress("reading logs", done, total)) if progress else None)
+                staged = duckdb_events.stage_files(source.paths, (
+                    lambda done, total: progress("reading logs", done, total)) if progress else None,
+                    source.max_bytes)
             except BaseException:
                 self.con.close()
                 raise
@@ -145,7 +146,7 @@ class Tables(Loaded):
         out = {}
         for f, wanted in sorted(by_file.items()):
             try:
-                found = file_events(self.read.files[f])
+                found = file_events(self.read.files[f], self.source.max_bytes)
             except Exception:     # noqa: BLE001  changed since it was read: its events are left out
                 continue
             out.update((k, found[place(k)[1]]) for k in wanted if place(k)[1] < len(found))

@@ -11,7 +11,7 @@ from collections import defaultdict
 from .. import cloudtrail, correlation
 from ..errors import EventsError
 from ..evaluate import text
-from ..events import _read, parse_events
+from ..events import MAX_EVENT_BYTES, parse_events, read_text
 from ..ruleset import RuleSet
 from . import Engine, Files, Loaded, Outcome, key
 
@@ -106,7 +106,7 @@ def records(source: Files, read, progress=None):
         if progress is not None:
             progress("running rules", f + 1, len(read.files))
         try:
-            found = file_events(path)
+            found = file_events(path, source.max_bytes)
         except EventsError as e:
             read.errors.append(e)
             continue
@@ -123,10 +123,9 @@ def records(source: Files, read, progress=None):
             yield key(f, i), event
 
 
-def file_events(path: str) -> list:
+def file_events(path: str, max_bytes: int = MAX_EVENT_BYTES) -> list:
     """The records of one file as events.py reads them; EventsError says why it cannot."""
-    from pathlib import Path
     try:
-        return parse_events(_read(Path(path)), path)
+        return parse_events(read_text(path, max_bytes), path)
     except RecursionError:
         raise EventsError("JSON nested too deeply", path=path) from None
