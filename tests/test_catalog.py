@@ -214,6 +214,16 @@ def test_correlations_and_their_rules_link_both_ways(rules_dir, tmp_path):
         in index
 
 
+def test_a_correlation_naming_an_unknown_rule_is_reported(rules_dir, tmp_path, capsys):
+    (rules_dir / "orphan.yml").write_text(
+        "title: Orphan\nlogsource: {product: aws, service: cloudtrail}\n"
+        "correlation: {type: event_count, rules: [no_such_rule], group-by: [x], timespan: 1m, condition: {gte: 2}}\n")
+    assert main(["catalog", str(rules_dir), "-o", str(tmp_path / "site")]) == 1
+    err = capsys.readouterr().err
+    assert "orphan.yml" in err and "no_such_rule" in err
+    assert "1 rule documents have errors" in (tmp_path / "site" / "index.html").read_text()
+
+
 def test_references_and_false_positives_are_sections(rules_dir, tmp_path):
     """Shown as lists, not only inside the YAML; only http(s) references become links."""
     site_of(rules_dir, tmp_path / "site")

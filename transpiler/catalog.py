@@ -46,7 +46,8 @@ class Site:
         self.rules = sorted((r for r in detections if r.query is not None), key=lambda r: (r.title.lower(), r.label))
         self.correlations = sorted(correlations, key=lambda c: (c.rule.title.lower(), c.rule.label))
         self.placeholders = placeholders
-        self.errors = list(errors) + list(problems)
+        self.problems = list(problems)     # correlations and filters that name rules wrongly
+        self.errors = list(errors) + self.problems
         self.corpus = Corpus(self.rules)
         self.slugs = slugs(self.rules + [c.rule for c in self.correlations])
         self.used_by: dict = {}       # base rule label -> the correlations that use it
@@ -131,7 +132,8 @@ class Site:
         for f in sorted((resource_dir("templates") / "catalog" / "static").iterdir()):
             write_atomic(out / "assets" / f.name, f.read_text(encoding="utf-8"))
 
-        rows, stats = [], {"rules": 0, "correlations": 0, "queries": 0, "unsupported": 0}
+        rows = []
+        stats = {"rules": 0, "correlations": 0, "queries": 0, "unsupported": 0, "problems": self.problems}
         total, done = len(self.rules) + len(self.correlations), 0
         rule_page, correlation_page = self.env.get_template("rule.html.j2"), self.env.get_template("correlation.html.j2")
         for rule in self.rules:

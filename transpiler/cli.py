@@ -556,6 +556,8 @@ def cmd_catalog(args) -> int:
     bar = batch.Progress(enabled=not args.no_progress, label="pages")
     stats = build(rules, Path(args.output), placeholders=placeholders, errors=errors, progress=bar)
     bar.clear()
+    _report(stats["problems"])
+    errors += stats["problems"]
     print(f"{stats['rules']} rule pages, {stats['correlations']} correlation pages, {stats['queries']} queries, "
           f"{stats['unsupported']} unsupported, "
           f"{len(errors)} rule errors, {time.perf_counter() - start:.2f} s -> {args.output}", file=sys.stderr)
