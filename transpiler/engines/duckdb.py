@@ -56,9 +56,11 @@ class DuckDB(Engine):
         self.mapping_file = mapping_file
 
     def unavailable(self) -> str | None:
-        if importlib.util.find_spec("duckdb") is None:
-            return "the duckdb package is not installed (pip install duckdb)"
-        return None
+        try:
+            found = importlib.util.find_spec("duckdb") is not None
+        except (ImportError, ValueError):     # hidden, or left half-imported
+            found = False
+        return None if found else "the duckdb package is not installed (pip install duckdb)"
 
     def load(self, source, progress=None) -> "Tables":
         return Tables(source, self.threads, progress)
