@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import corpus_path
 
-from transpiler import engines, ruletests, winevent
+from transpiler import engines, testrun, winevent
 from transpiler.cli import main
 from transpiler.errors import EventsError
 from transpiler.rule import load_paths, load_rule
@@ -156,14 +156,14 @@ def test_seed_rules_pass_everywhere(tmp_path, capsys):
 
 def test_status_for_the_catalog():
     rules, _ = load_paths([ROOT / "rules"])
-    found = ruletests.status(next(r for r in rules if r.title == "IAM User Created"), rules)
+    found = testrun.status(next(r for r in rules if r.title == "IAM User Created"), rules)
     assert found["status"] == "pass"
     assert found["files"] == [str(ROOT / "rules" / "aws_iam_user_created.tests.yml")]
     assert [(s["name"], s["expect"], s["events"]) for s in found["samples"]] == [("match[0]", "match", 1),
                                                                                    ("no_match[0]", "no_match", 1)]
     sigmahq, _ = load_paths([SIGMAHQ / "rules"])
-    assert ruletests.status(sigmahq[0])["status"] == "pass"         # SigmaHQ layout, the rule alone
-    assert ruletests.status(load_rule(RULE.format(title="T", id=ID)))["status"] == "none"
+    assert testrun.status(sigmahq[0])["status"] == "pass"         # SigmaHQ layout, the rule alone
+    assert testrun.status(load_rule(RULE.format(title="T", id=ID)))["status"] == "none"
 
 
 # --- the command on small hand-made cases -------------------------------------------------------
@@ -350,6 +350,8 @@ def test_options(tmp_path, capsys):
     _write(tmp_path, {"r.yml": RULE, "r.tests.yml": GOOD_TESTS})
     assert main(["test", str(tmp_path), "--targets", "evaluator,nope"]) == 2
     assert "--targets: unknown target 'nope'" in capsys.readouterr().err
+    assert main(["test", str(tmp_path), "--targets", "evaluator", "--junit", str(tmp_path)]) == 2
+    assert f"--junit {tmp_path}: " in capsys.readouterr().err        # refused before anything runs
     assert main(["test", str(tmp_path), "--targets", "evaluator", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["summary"]["evaluator"]["pass"] == 1 and data["untested"] == []

@@ -522,10 +522,10 @@ class _Interrupts:
             signal.signal(sig, handler)
 
 
-# --- test (transpiler/ruletests.py) -----------------------------------------------------------
+# --- test (transpiler/ruletests.py, transpiler/testrun.py) ---------------------------------
 
 def cmd_test(args) -> int:
-    from . import engines, ruletests
+    from . import engines, ruletests, testrun
     start = time.perf_counter()
     targets = [t.strip() for t in (args.targets or "").split(",") if t.strip()] or \
         sorted(engines.ENGINES, key=lambda t: (t != "evaluator", t))
@@ -533,6 +533,9 @@ def cmd_test(args) -> int:
     if unknown:
         raise TranspileError(f"--targets: unknown target {unknown[0]!r}; known: {', '.join(sorted(engines.ENGINES))}",
                              kind="option")
+    for option, path in (("--report", args.report), ("--junit", args.junit)):
+        if path:
+            _output(path, option)
     placeholders = _placeholders(args.placeholders) if args.placeholders else None
     loading, testing = (batch.Progress(enabled=not args.no_progress, label=label) for label in ("loading", "testing"))
     try:
@@ -540,7 +543,7 @@ def cmd_test(args) -> int:
             rules, errors = batch.load_all(args.rules, placeholders, loading)
             loading.clear()
             suite, untested = ruletests.collect(rules)
-            results = ruletests.run(suite, targets, testing, args.time_field)
+            results = testrun.run(suite, targets, testing, args.time_field)
             testing.clear()
     except KeyboardInterrupt:
         loading.clear()
@@ -549,13 +552,13 @@ def cmd_test(args) -> int:
         return 130
     _report(errors)
     seconds = time.perf_counter() - start
-    report = ruletests.report_json(results, targets, untested, errors, seconds)
-    sys.stdout.write(report if args.format == "json" else ruletests.report_text(results, targets))
+    report = testrun.report_json(results, targets, untested, errors, seconds)
+    sys.stdout.write(report if args.format == "json" else testrun.report_text(results, targets))
     if args.report:
         batch.write_report(args.report, report)
     if args.junit:
-        batch.write_report(args.junit, ruletests.report_junit(results, targets, seconds))
-    print(ruletests.summary_line(results, targets, suite, untested, seconds), file=sys.stderr)
+        batch.write_report(args.junit, testrun.report_junit(results, targets, seconds))
+    print(testrun.summary_line(results, targets, suite, untested, seconds), file=sys.stderr)
     if not suite:
         print("no tests found: add NAME.tests.yml beside a rule, or regression_tests_path", file=sys.stderr)
-    return ruletests.exit_code(results, errors, args.fail_on)
+    return testrun.exit_code(results, errors, args.fail_on)
