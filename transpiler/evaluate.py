@@ -20,12 +20,13 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import math
 import operator
 import re
 from functools import lru_cache
 
-from .nodes import And, Match, Not, Op, Or, Query, Wild
-from .regex import compile_regex
+from .nodes import And, Match, Not, Op, Or, Query
+from .regex import compile_regex, glob_regex, searchable
 
 _CMP = {"eq": operator.eq, "lt": operator.lt, "lte": operator.le, "gt": operator.gt, "gte": operator.ge}
 # ASCII digits and blanks only, as SQL and KQL read numbers.
@@ -158,18 +159,16 @@ def _compile_match(m: Match):
 
 
 def _folded(m: Match):
-    """(rule value, how to read an event value) with case folding unless cased."""
+    """(the rule value's text, how to read an event value) with case folding unless cased.
+    Numbers and booleans are their text too: `true` is "true", which also matches "True"."""
     if m.cased:
-        return m.value, text
-    return (m.value.lower() if isinstance(m.value, str) else m.value), lambda v: text(v).lower()
+        return text(m.value), text
+    return text(m.value).lower(), lambda v: text(v).lower()
 
 
 def _eq(m):
-    if isinstance(m.value, str):
-        want, read = _folded(m)
-        return lambda v: read(v) == want
-    want = text(m.value).lower()   # numbers and booleans: by text form, true == "True"
-    return lambda v: text(v).lower() == want
+    want, read = _folded(m)
+    return lambda v: read(v) == want
 
 
 def _contains(m):
@@ -190,26 +189,12 @@ def _endswith(m):
 def _glob(m):
     pattern = compile_regex(glob_regex(m.value, lower=not m.cased))
     read = text if m.cased else (lambda v: text(v).lower())
-    return lambda v: pattern.fullmatch(read(v)) is not None
-
-
-def glob_regex(parts, lower=False) -> str:
-    """A GLOB value as an anchored-by-fullmatch regex: `*` any run, `?` one character,
-    newlines included."""
-    out = ["(?s)"]
-    for p in parts:
-        if p is Wild.STAR:
-            out.append(".*")
-        elif p is Wild.ONE:
-            out.append(".")
-        else:
-            out.append(re.escape(p.lower() if lower else p))
-    return "".join(out)
+    return lambda v: pattern.search(searchable(read(v))) is not None
 
 
 def _re(m):
     pattern = compile_regex(m.value)
-    return lambda v: pattern.search(text(v)) is not None
+    return lambda v: pattern.search(searchable(text(v))) is not None
 
 
 def _cidr(m):
@@ -224,12 +209,22 @@ def _cidr(m):
 
 
 def _compare(m):
-    cmp, limit = _CMP[m.op.value], m.value
+    # As 64-bit floats, as every engine compares (detection keeps the limit within them).
+    cmp, limit = _CMP[m.op.value], float(m.value)
 
     def test(v):
         n = number(v)
-        return n is not None and cmp(n, limit)
+        return n is not None and cmp(double(n), limit)
     return test
+
+
+def double(n) -> float:
+    """A number as a 64-bit float; an integer beyond the float range is infinite, as SQL's
+    CAST(... AS DOUBLE) and Java's parseDouble read its text."""
+    try:
+        return float(n)
+    except OverflowError:
+        return math.inf if n > 0 else -math.inf
 
 
 def _exists(m):

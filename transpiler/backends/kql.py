@@ -18,8 +18,8 @@ import re
 
 from ..errors import TranspileError, Unsupported
 from ..evaluate import compile_query, text as text_form
-from ..nodes import And, Match, Not, Op, Or, Wild
-from ..regex import compile_regex
+from ..nodes import And, Match, Not, Op, Or
+from ..regex import compile_regex, glob_regex, rust_regex
 from ..resources import resource_dir
 from .base import Backend
 
@@ -30,12 +30,6 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # surrogates become \uXXXX (https://learn.microsoft.com/kusto/query/scalar-data-types/string).
 _SHORT = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _RAW_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-# Kusto's regex engine is the Rust regex crate (regex.md above): Unicode \d \s \w \b, nested
-# classes and class set operators. The evaluator runs RE2, whose \d \s \w \b are ASCII and
-# whose `[` `&&` `--` `~~` inside a class are literal: these spell RE2's meaning in Rust's syntax.
-_PERL = {"d": "0-9", "w": "0-9A-Za-z_", "s": "\\t\\n\\f\\r "}
-_ESCAPE = re.compile(r"\\(?:[pP](?:\{[^}]*\}|.)|x(?:\{[^}]*\}|[0-9A-Fa-f]{2})|.)", re.DOTALL)
-_POSIX = re.compile(r"\[:\^?[a-z]+:\]")
 CHUNK = 100             # terms of one `or` chain, at most
 MAX_REGEX_GROUPS = 16   # "The maximum number of regex groups is 16." (matches-regex-operator)
 
@@ -61,8 +55,8 @@ class Kql(Backend):
     def render(self, query, parent=None):
         if isinstance(query, Not):
             arg = query.arg
-            if isinstance(arg, Match) and arg.op in (Op.EXISTS, Op.NULL):   # not exists: null
-                return self.macros.exists(Match(arg.field, Op.EXISTS, arg.op is Op.NULL))
+            if isinstance(arg, Match) and arg.op in (Op.EXISTS, Op.NULL):   # never null: the opposite test
+                return self.macros.exists(Match(arg.field, Op.EXISTS, arg.op is Op.NULL or not arg.value))
             self._negations += 1
             try:
                 return self.macros.not_(self.render(arg))   # not(...) brackets it already
@@ -92,7 +86,7 @@ class Kql(Backend):
         def key(a):
             if isinstance(a, Match) and a.field is not None:
                 if a.op is Op.EQ and not isinstance(a.value, bool):
-                    return "in_", a.field, a.cased or not isinstance(a.value, str)
+                    return "in_", a.field, a.cased
                 if a.op is Op.CIDR:
                     return "cidr_any", a.field, ":" in a.value
             return None
@@ -217,62 +211,15 @@ def regex(pattern: str) -> str:
     if compile_regex(pattern).groups > MAX_REGEX_GROUPS:
         raise Unsupported(f"kql: the regex has more than {MAX_REGEX_GROUPS} groups, Kusto's limit",
                           kind="regex")
-    rust = _rust_regex(pattern)
+    rust = rust_regex(pattern)
     if _RAW_UNSAFE.search(rust):
         return string(rust)
     return '@"' + rust.replace('"', '""') + '"'
 
 
-def _rust_regex(p: str) -> str:
-    out, i, in_class = [], 0, False
-    while i < len(p):
-        c = p[i]
-        if c == "\\":
-            tok = _ESCAPE.match(p, i).group()
-            i += len(tok)
-            if tok in ("\\Q", "\\C"):
-                raise Unsupported(f"kql: {tok} in a regex has no Kusto equivalent", kind="regex")
-            if len(tok) == 2 and tok[1] in "dDwWsS":
-                body = _PERL[tok[1].lower()]
-                out.append(f"[^{body}]" if tok[1].isupper() else body if in_class else f"[{body}]")
-            elif tok in ("\\b", "\\B") and not in_class:
-                out.append(f"(?-u:{tok})")
-            else:
-                out.append(tok)
-            continue
-        if in_class:
-            posix = _POSIX.match(p, i)
-            if posix:
-                out.append(posix.group())
-                i = posix.end()
-                continue
-            if p.startswith("--", i):
-                raise Unsupported("kql: '--' inside a regex class is a set difference in Kusto", kind="regex")
-            if c == "]":
-                in_class = False
-            out.append("\\[" if c == "[" else f"\\{c}" if c in "&~" else c)
-            i += 1
-            continue
-        out.append(c)
-        i += 1
-        if c == "[":
-            in_class = True
-            for lead in ("^", "]"):
-                if p.startswith(lead, i):
-                    out.append(lead if lead == "^" else "\\]")
-                    i += 1
-    return "".join(out)
-
-
 def glob(m: Match) -> str:
-    """A GLOB value as a regex: `matches regex` searches, so a leading or trailing `*` is left
-    out and the other ends anchored; flags: i unless cased, s so that `.` takes line breaks."""
-    parts = list(m.value)
-    head = "" if parts[0] is Wild.STAR else "^"
-    tail = "" if parts[-1] is Wild.STAR else "$"
-    parts = parts[1 if not head else 0:len(parts) - (0 if tail else 1)]
-    body = "".join(".*" if p is Wild.STAR else "." if p is Wild.ONE else re.escape(p) for p in parts)
-    return f"(?{'' if m.cased else 'i'}s){head}{body}{tail}"
+    """A GLOB value as a regex for `matches regex` (which searches): i unless cased."""
+    return glob_regex(m.value, caseless=not m.cased)
 
 
 def caseless(values) -> bool:
