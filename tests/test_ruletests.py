@@ -238,6 +238,10 @@ COMMAND_CASES = [
      ["r.tests.yml: invalid YAML"]),
     ("no-events", {"r.yml": RULE, "r.tests.yml": {"match": []}}, [], 1, {"r.yml": "error"},
      ["lists no events to test"]),
+    ("alerts-for-a-detection-rule", {"r.yml": RULE, "r.tests.yml": {"events": [CREATE], "alerts": []}}, [], 1,
+     {"r.yml": "error"}, ["events/alerts test a correlation; ", "r.yml holds none"]),
+    ("hostile-path", {"r.yml": RULE, "r.tests.yml": {"match": ["x\0y.json"]}}, [], 1, {"r.yml": "error"},
+     ["match[0]: x\\x00y.json: no such file"]),
     ("no-tests-at-all", {"r.yml": RULE}, [], 1, {}, ["0 rules with tests (1 without)", "no tests found"]),
     ("correlation-alerts", {"c.yml": CORRELATION, "c.tests.yml": [
         {"rule": "base", "match": [LOGINS[0]], "no_match": [{"eventName": "ListUsers"}]},

@@ -34,6 +34,7 @@ from .rule import MAX_FILE_BYTES, TESTS_SUFFIXES, _check_size, _too_deep, _yaml_
 
 EXPECTS = ("match", "no_match")
 BLOCK_KEYS = ("rule", "match", "no_match", "events", "alerts")
+_TESTS = {"rule": "match/no_match test a detection rule", "correlation": "events/alerts test a correlation"}
 ALERT_KEYS = ("group", "triggers", "first_trigger", "last_trigger")
 
 
@@ -251,33 +252,23 @@ def _native_blocks(path: Path):
 
 
 def _read_native(tests: RuleTests, path: Path, blocks, documents):
-    """The blocks of `path` that test tests.rule (by `rule:`, or the only fitting document)."""
+    """The maps of `path` that test tests.rule (by `rule:`, or the only fitting document)."""
     if isinstance(blocks, TranspileError):
         tests.files.append(str(path))
         tests.errors.append(blocks)
         return
-    doc = tests.rule
     applied = False
     for n, block in enumerate(blocks):
         where = f"[{n}]" if len(blocks) > 1 else ""
-        problem = _block_problem(block)
-        wants = "correlation" if "alerts" in block or "events" in block else "rule"
-        if "rule" in block:
-            named = {d.label for d in documents if str(block["rule"]) in {str(d.id), str(d.name), d.title}}
-            if not named:
-                problem = problem or (f"no document of {doc.path} has id, name or title {block['rule']!r}",
-                                      "rule")
-            elif doc.label not in named:
-                continue
-        elif doc.kind != wants:
+        applies, problem = _applies(block, tests.rule, documents)
+        if not applies:
             continue
-        elif sum(d.kind == wants for d in documents) != 1:
-            problem = problem or (f"{doc.path} holds several {wants}s: say which with rule:", None)
         applied = True
+        problem = _block_problem(block) or problem
         if problem:
             tests.errors.append(TranspileError(problem[0], path=path, where=_join(where, problem[1]) or None,
                                                kind="tests"))
-        elif wants == "correlation":
+        elif "alerts" in block or "events" in block:
             _read_alert_case(tests, path, where, block)
         else:
             for expect in EXPECTS:
@@ -286,6 +277,22 @@ def _read_native(tests: RuleTests, path: Path, blocks, documents):
         tests.files.append(str(path))
         if not tests.samples and not tests.alert_cases and not tests.errors:
             tests.errors.append(TranspileError("lists no events to test", path=path, kind="tests"))
+
+
+def _applies(block, doc, documents) -> tuple[bool, tuple | None]:
+    """Whether a map of a tests file tests `doc`, and (message, key) when the map is wrong."""
+    wants = "correlation" if "alerts" in block or "events" in block else "rule"
+    if "rule" in block:
+        named = {d.label for d in documents if str(block["rule"]) in {str(d.id), str(d.name), d.title}}
+        if not named:
+            return True, (f"no document of {doc.path} has id, name or title {block['rule']!r}", "rule")
+        return doc.label in named, None
+    fitting = sum(d.kind == wants for d in documents)
+    if doc.kind != wants:      # the map tests another document; or none fits, which every document reports
+        return (False, None) if fitting else (True, (f"{_TESTS[wants]}; {doc.path} holds none", None))
+    if fitting > 1:
+        return True, (f"{doc.path} holds several {wants}s: say which with rule:", None)
+    return True, None
 
 
 def _block_problem(block) -> tuple | None:
