@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import corpus_path
+from conftest import corpus_path, missing_tool
 
 from transpiler import engines, testrun, winevent
 from transpiler.cli import main
@@ -325,6 +325,27 @@ def test_a_rule_a_target_cannot_execute(tmp_path, capsys):
     assert "NOT-EXECUTABLE" in out and "keyword" in out.lower()
     skipped = list(ET.parse(junit).getroot().iter("skipped"))
     assert len(skipped) == 1 and "keyword" in skipped[0].get("message").lower()
+
+
+def test_events_a_target_cannot_hold(tmp_path, capsys):
+    """KQL cannot tell an empty string from a missing one: an event with errorCode "" is left
+    out of that target's answer, with the reason; with no event left the rule is not executable
+    there, and with some left it is graded on those."""
+    reason = engines.get("kql")().unavailable()
+    if reason:
+        missing_tool(reason)
+    empty = {**CREATE, "errorCode": ""}
+    _write(tmp_path, {"a/r.yml": RULE, "a/r.tests.yml": {"no_match": [empty]},
+                      "b/r.yml": RULE, "b/r.tests.yml": {"match": [CREATE], "no_match": [empty]}})
+    report = tmp_path / "report.json"
+    code, out, err = run_cli(capsys, tmp_path, "--targets", "evaluator,kql", "--report", report)
+    assert code == 0, out + err
+    found = {(Path(r["rule"]).parent.name, r["target"]): r for r in json.loads(report.read_text())["results"]}
+    assert {k: r["status"] for k, r in found.items()} == {
+        ("a", "evaluator"): "pass", ("a", "kql"): "not-executable", ("b", "evaluator"): "pass", ("b", "kql"): "pass"}
+    assert '""' in found["a", "kql"]["reason"]
+    assert found["b", "kql"]["checked"] == 1 and found["b", "evaluator"]["checked"] == 2
+    assert found["b", "kql"]["notes"] == [f"no_match[0]: 1 event this target cannot hold: {found['a', 'kql']['reason']}"]
 
 
 def test_junit_is_well_formed(tmp_path, capsys):

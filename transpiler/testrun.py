@@ -145,8 +145,9 @@ def _grade(result: Result, sample: Sample, start: int, selected: set, left_out: 
     positions = [start + i for i in range(len(sample.events)) if start + i not in left_out]
     if len(positions) < len(sample.events):
         reasons = sorted({str(left_out[start + i]) for i in range(len(sample.events)) if start + i in left_out})
-        result.notes.append(f"{sample.name}: {len(sample.events) - len(positions)} events this target cannot "
-                            f"hold: {'; '.join(reasons)}")
+        held = len(sample.events) - len(positions)
+        result.notes.append(f"{sample.name}: {held} event{'s' if held != 1 else ''} this target cannot hold: "
+                            f"{'; '.join(reasons)}")
     if not positions:
         return
     result.checked += len(positions)
