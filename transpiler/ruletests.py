@@ -1,4 +1,4 @@
-"""Each rule's own tests: finding them, reading their events, running them on engines.
+"""Each rule's own tests: finding them in either layout and reading their events.
 
 Two layouts are read:
 
