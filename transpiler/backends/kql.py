@@ -13,7 +13,6 @@ TimeGenerated (AWSCloudTrail's copy of CloudTrail's eventTime).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 
 from ..errors import TranspileError, Unsupported
@@ -21,7 +20,7 @@ from ..evaluate import compile_query, text as text_form
 from ..nodes import And, Match, Not, Op, Or
 from ..regex import compile_regex, glob_regex, rust_regex
 from ..resources import resource_dir
-from .base import Backend
+from .base import Backend, covers_ipv4_mapped
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Characters written as escapes inside a "..." literal. A raw line break is a syntax error and
@@ -232,11 +231,6 @@ def empty_ok(m: Match) -> bool:
     """Whether the predicate holds for an empty string, which is also how KQL reads a missing
     value: such predicates need a presence test on values that can be null."""
     return compile_query(dataclasses.replace(m, field="f"))({"f": ""})
-
-
-def covers_ipv4_mapped(network: str) -> bool:
-    """Whether an IPv6 network overlaps ::ffff:0:0/96, where Kusto may place IPv4 addresses."""
-    return ipaddress.ip_network(network).overlaps(ipaddress.ip_network("::ffff:0:0/96"))
 
 
 def _load_reserved() -> frozenset:

@@ -33,7 +33,7 @@ from ..errors import RuleError, Unsupported
 from ..evaluate import text
 from ..nodes import And, Match, Not, Op, Or
 from ..regex import glob_regex, java_regex
-from .base import Backend
+from .base import Backend, covers_ipv4_mapped
 
 # A field name written bare: one token for ExpressionParser (no operator, quote, bracket,
 # comma or space), not a keyword, not a number. Anything else goes through field("...").
@@ -308,7 +308,7 @@ def network(value: str) -> tuple:
     address = net.network_address
     if address.version == 6:
         text = ":".join(f"{int(h, 16):x}" for h in address.exploded.split(":"))
-        return text, net.prefixlen, net.overlaps(ipaddress.ip_network("::ffff:0:0/96"))
+        return text, net.prefixlen, covers_ipv4_mapped(value)
     return str(address), net.prefixlen, False
 
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 from ..errors import TranspileError, Unsupported
 from ..evaluate import text
-from ..mapping import builtin_mappings, load_mapping_file
+from ..mapping import builtin_mappings
 from ..nodes import Match, Not, Op, Or, Wild
 from ..regex import java_regex
 from ..resources import resource_dir
-from .base import Backend
+from .base import Backend, covers_ipv4_mapped
 
 # Reserved words of Trino (https://trino.io/docs/current/language/reserved.html), Athena
 # (https://docs.aws.amazon.com/athena/latest/ug/reserved-words.html) and DuckDB
@@ -272,7 +272,7 @@ class Athena(Sql):
 
     def filters(self) -> dict:
         # Trino compiles patterns with Joni in its Java syntax: regex.java_regex spells RE2's meaning.
-        return {**super().filters(), "regex": lambda p: java_regex(p, "athena")}
+        return {**super().filters(), "regex": lambda p: java_regex(p, "athena"), "mapped": covers_ipv4_mapped}
 
     def json_path(self, keys) -> str:
         # Trino's JSONPath for json_extract*: $.key for letters and digits, $["key"] for any
