@@ -205,13 +205,14 @@ def _report(errors):
 
 def cmd_check(args) -> int:
     rules, errors = _load(args)
+    unloaded = len({e.path for e in errors})    # documents, files or folders that gave no rule
     errors += correlation.resolve(rules)[2]     # references of correlations and filters
     errors += duplicates(rules)
     if args.require_tests:
         from .ruletests import problems
         errors += problems(rules)
     if args.format == "json":
-        json.dump({"documents": len(rules) + len(errors), "valid": len(rules), "errors": len(errors),
+        json.dump({"documents": len(rules) + unloaded, "valid": len(rules), "errors": len(errors),
                    "problems": [e.as_dict() for e in errors]}, sys.stdout, indent=2)
         print()
     else:
@@ -221,7 +222,8 @@ def cmd_check(args) -> int:
         for r in rules:
             kinds[r.kind] = kinds.get(r.kind, 0) + 1
         summary = ", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in sorted(kinds.items()))
-        print(f"{len(rules)} valid ({summary or 'none'}), {len(errors)} with errors", file=sys.stderr)
+        print(f"{len(rules)} valid ({summary or 'none'}), {len(errors)} problem{'s' if len(errors) != 1 else ''}",
+              file=sys.stderr)
     return 1 if errors else 0
 
 
