@@ -24,6 +24,8 @@ listed in _ALLOWED is refused with the node named: never a silent approximation.
 - TRY(part(from_iso8601_timestamp(x))): Joda's ISODateTimeFormat.dateTimeParser with the
   offset kept (calendar dates, 'T', hh[:mm[:ss]][.fraction], Z or +hh[:mm]); the part is read
   in the value's own offset, UTC without one (Athena's session zone).
+- TRY(x): NULL where x fails (Trino catches invalid arguments and casts, which is all the
+  functions above raise).
 - any_match: true if an element matches, NULL if none does but the predicate is NULL for one,
   false otherwise (also for an empty array).
 
@@ -55,9 +57,16 @@ class NotEmulated(Exception):
 class Athena(Engine):
     name = "athena"
 
-    def __init__(self, java=None, **options):
-        super().__init__(**options)
-        self.java = java   # an object with find(pattern, text) -> bool running java.util.regex
+    def __init__(self, time_field: str | None = "eventTime", fallback: bool = False, java=None):
+        super().__init__(time_field, fallback)
+        # find(pattern, text) -> bool on java.util.regex: given, or the pipe-search engine's
+        # JVM oracle started at the first run (and stopped by close()) where a JDK is installed
+        self.java, self._own_java = java, False
+
+    def close(self):
+        if self._own_java:
+            self.java.close()
+            self.java, self._own_java = None, False
 
     def unavailable(self):
         try:
@@ -72,6 +81,10 @@ class Athena(Engine):
         from .. import duckdb_events
         from ..backends.sql import Athena as AthenaBackend
 
+        from .pipesearch import Java
+
+        if self.java is None and Java.available():
+            self.java, self._own_java = Java(), True
         out = Outcome()
         reasons = out.stats.setdefault("undecided", {})   # why events are undecided -> count
         backend = AthenaBackend()
@@ -131,7 +144,7 @@ _PARTS = {"Hour": "hour", "Minute": "minute", "Day": "day", "DayOfMonth": "day",
 _ALLOWED = {"Select", "Star", "From", "Table", "Where", "Identifier", "Column", "Dot", "Literal",
             "Boolean", "Null", "And", "Or", "Not", "Paren", "EQ", "NEQ", "GT", "GTE", "LT", "LTE",
             "In", "Is", "Like", "Escape", "Coalesce", "Lambda", "DataType", "Anonymous", "Case", "If",
-            "Cast"}
+            "Cast", "Try"}
 _OURS = {"trino_json_extract_scalar", "trino_regexp_like", "trino_contains", "trino_ipaddress",
          "trino_double", "trino_lower", "trino_time_part"}
 
@@ -174,7 +187,7 @@ def translate(athena_sql: str, regex: bool = True) -> str:
             if type(inner).__name__ in _PARTS and isinstance(inner.this, exp.FromISO8601Timestamp):
                 return call("trino_time_part", exp.Literal.string(_PARTS[type(inner).__name__]),
                             inner.this.this)
-            raise NotEmulated(f"TRY({inner.sql('trino')})")
+            return node   # TRY: NULL where the inner expression fails; DuckDB's TRY does the same
         if kind == "Anonymous" and node.name.lower() not in _OURS | {"any_match"}:
             raise NotEmulated(f"the function {node.name}")
         return node
