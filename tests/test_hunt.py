@@ -380,13 +380,13 @@ def test_a_query_that_fails_in_a_batch_is_that_rules_failure_alone(rules_dir, lo
     plan = engines.plan(rules, errors, keep=lambda r: True)
     events = [e.data for e in read_events([logs])[0]]
     clean = engines.get("duckdb")().run(plan.rules, events)
-    convert = DuckDB.convert
+    render = DuckDB.render
     broken = next(n for n, r in enumerate(plan.rules) if r.title == "Admin policy attached")
 
-    def convert_or_fail(self, rule):
-        sql = convert(self, rule)
-        return sql + " AND error('boom') IS NULL" if rule.title == "Admin policy attached" else sql
-    monkeypatch.setattr(DuckDB, "convert", convert_or_fail)
+    def render_or_fail(self, query, parent=None):
+        text = render(self, query, parent)
+        return f"{text} AND error('boom') IS NULL" if query == plan.rules[broken].query else text
+    monkeypatch.setattr(DuckDB, "render", render_or_fail)
     got = engines.get("duckdb")().run(plan.rules, events)
     assert list(got.failed) == [broken] and "boom" in got.failed[broken]
     assert {n: m for n, m in got.matches.items()} == {n: m for n, m in clean.matches.items() if n != broken}

@@ -86,6 +86,7 @@ class Tables(Loaded):
         self.read = Read(records=0 if isinstance(source, Files) else len(source))
         self.seconds = 0.0
         self._thread = self._error = None
+        self._done = threading.Event()     # set by the thread when it leaves DuckDB for good
         if isinstance(source, Files):
             try:
                 staged = duckdb_events.stage_files(source.paths, (
@@ -113,10 +114,12 @@ class Tables(Loaded):
         finally:
             staged.cleanup()
             self.seconds = time.perf_counter() - start
+            self._done.set()
 
     def ready(self):
         """Wait for the files to be in DuckDB."""
         if self._thread is not None:
+            self._done.wait()
             self._thread.join()
             self._thread = None
             if self._error is not None:
@@ -155,8 +158,12 @@ class Tables(Loaded):
         return out
 
     def close(self):
-        if self._thread is not None and self._thread.is_alive():
-            self.con.interrupt()
+        # Not Thread.is_alive(): a join() that Ctrl-C interrupted may have marked the thread
+        # stopped while it still runs (CPython 3.11).
+        if self._thread is not None:
+            if not self._done.is_set():
+                self.con.interrupt()
+            self._done.wait()
             self._thread.join()
         self._thread = None
         self.con.close()
@@ -164,8 +171,8 @@ class Tables(Loaded):
 
 def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) -> Outcome:
     import duckdb
-    start = time.perf_counter()
     tables.ready()
+    start = time.perf_counter()
     out = Outcome(read=tables.read)
     out.phases["logs"] = tables.seconds
     con = tables.con
@@ -176,7 +183,7 @@ def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) ->
             out.refused[n] = "not a detection rule (a correlation or filter document)"
             continue
         try:
-            sql, table = _query(backend, rule)
+            where, table = _query(backend, rule)
         except TranspileError as e:
             if not engine.fallback:
                 out.refused[n] = e.message
@@ -192,7 +199,7 @@ def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) ->
             if narrow is None:        # a required value no event has: nothing to select
                 out.matches[n] = []
                 continue
-        statements.append((n, f"SELECT {n} AS rule, row_id FROM ({sql}) AS q WHERE {_narrow_sql(narrow)}"))
+        statements.append((n, f"SELECT {n} AS rule, row_id FROM {table} WHERE {_narrow_sql(narrow)} AND ({where})"))
     out.stats["sql"] = len(statements)
     hits = defaultdict(list)
     batches = [statements[i:i + BATCH] for i in range(0, len(statements), BATCH)]
@@ -220,13 +227,17 @@ def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) ->
 
 
 def _query(backend, rule) -> tuple[str, str]:
-    """The rule's query as `convert -t duckdb` writes it, and the table it reads."""
-    sql = backend.convert(rule)
-    table = backend.table()
-    if table not in (cloudtrail.TABLE, GENERIC):
-        raise Unsupported(f"the mapping reads table {table!r}; this engine loads events into "
-                          f"{cloudtrail.TABLE} and {GENERIC} only")
-    return sql, table
+    """The WHERE clause `convert -t duckdb` writes for the rule (its query is SELECT * FROM
+    table WHERE that: templates/duckdb/query.j2), and the table."""
+    try:
+        backend.mapping = backend.mapping_for(rule)
+        table = backend.table()
+        if table not in (cloudtrail.TABLE, GENERIC):
+            raise Unsupported(f"the mapping reads table {table!r}; this engine loads events into "
+                              f"{cloudtrail.TABLE} and {GENERIC} only")
+        return backend.render(rule.query), table
+    except TranspileError as e:
+        raise e.located(rule.label, "detection") from None
 
 
 def _execute(con, batch, out, fallback, slow, duckdb) -> list:
