@@ -206,7 +206,7 @@ class Example:
 def detection(draw, shape):
     """A detection section (selections, filters, keywords and a condition) and its terms."""
     fields = FIELDS[shape]
-    kinds = ["selection", "filter", "keywords"] if shape == "generic" else ["selection", "filter"]
+    kinds = ["selection", "selection", "filter"] + (["keywords"] if shape == "generic" else [])
     body, terms = {}, []
     for kind in draw(st.lists(st.sampled_from(kinds), min_size=1, max_size=3)):
         name = f"{kind}{len(body)}"
@@ -336,9 +336,14 @@ def examples(draw, shape, rules_per_example=3, events_per_example=8):
 
 # --- the comparison --------------------------------------------------------------------------
 
+def strings_of(obj) -> list:
+    from transpiler.evaluate import strings
+    return strings(obj, [])
+
+
 def reason_key(message: str) -> str:
     """A refusal's reason without the rule's own names and values, for counting."""
-    return re.sub(r"'[^']*'|\"[^\"]*\"|\[[^\]]*\]|\{[^}]*\}|\b\d[\d.]*\b", "…", message)[:110]
+    return re.sub(r"'(?!function:)[^']*'|\"[^\"]*\"|\[[^\]]*\]|\{[^}]*\}|\b\d[\d.]*\b", "…", message)[:110]
 
 
 @dataclass
@@ -424,15 +429,44 @@ def available_engines() -> dict:
 
     found = {}
     for name in ("duckdb", "athena", "pipesearch", "kql"):
-        engine = registry.get(name)()
+        engine = registry.get(name)(**({"regex": _joni()} if name == "athena" else {}))
         if engine.unavailable() is None:
             found[name] = engine
     return found
 
 
+def require_engines() -> dict:
+    """Every engine, or a skip naming what is missing (a failure in CI: conftest.missing_tool)."""
+    from conftest import missing_tool
+    from test_regex import JONI_JARS
+
+    from transpiler.engines.pipesearch import Java
+    if not Java.available():
+        missing_tool("no JDK (java, javac) on PATH: Athena's regexes and pipe search run in Java")
+    if not all(j.exists() for j in JONI_JARS):
+        missing_tool("no Joni jars (apt-get install libjruby-joni-java): Athena's regexes")
+    found = available_engines()
+    wanted = {"duckdb", "athena", "pipesearch", "kql"}
+    if set(found) != wanted:
+        close(found)
+        missing_tool(f"engines missing: {sorted(wanted - set(found))}")
+    return found
+
+
+def _joni():
+    """Trino's regex library (tests/test_regex.py's Joni oracle), or None without its jars."""
+    from test_regex import JONI_JARS, Joni
+
+    from transpiler.engines.pipesearch import Java
+    return Joni() if Java.available() and all(j.exists() for j in JONI_JARS) else None
+
+
 def close(engines: dict):
     for engine in engines.values():
         getattr(engine, "close", lambda: None)()
+        regex = getattr(engine, "regex", None)
+        if regex is not None:
+            regex.close()
 
 
 # --- shrinking a disagreement to a golden case ---------------------------------------------------

@@ -10,7 +10,6 @@ useful while the fix is made; remove the entry with the fix. Anything else fails
 from __future__ import annotations
 
 import pytest
-from conftest import missing_tool
 from hypothesis import HealthCheck, Phase, given, settings
 
 import fuzzlib
@@ -20,7 +19,7 @@ EXAMPLES = {"generic": 60, "cloudtrail": 60}
 # Of the rules generated, the share each engine must really convert and execute (measured with
 # the fixed seed, then set a little lower): a backend refusing everything cannot pass.
 MIN_SHARE = {
-    "generic": {"duckdb": 0.85, "athena": 0.5, "pipesearch": 0.7, "kql": 0.3},
+    "generic": {"duckdb": 0.85, "athena": 0.4, "pipesearch": 0.7, "kql": 0.25},
     "cloudtrail": {"duckdb": 0.8, "athena": 0.7, "pipesearch": 0.6, "kql": 0.4},
 }
 
@@ -44,12 +43,19 @@ def _json_list_on_path(d) -> bool:
     return False
 
 
+def _special_fold(d) -> bool:
+    """An event string holding a letter Python lower-cases to several code points ('İ') or by
+    context (a final 'Σ'): SQL's lower() maps code point by code point."""
+    texts = fuzzlib.strings_of(d.events)
+    return any(len(c.lower()) != 1 or c in "Σ" for t in texts for c in t)
+
+
 # Open findings: (golden case id, engines, test on the Disagreement). Remove an entry with its fix.
 KNOWN = [
     ("fuzz-json-array-member", {"duckdb", "athena", "pipesearch", "kql"}, _json_list_on_path),
     ("fuzz-athena-time-part-text", {"athena"}, lambda d: Op.TIMEPART in _ops(d)),
     ("fuzz-kql-time-part-offset", {"kql"}, lambda d: Op.TIMEPART in _ops(d)),
-    ("fuzz-athena-cidr-family", {"athena"}, lambda d: Op.CIDR in _ops(d)),
+    ("fuzz-fold-dotted-capital-i", {"duckdb", "athena"}, _special_fold),
 ]
 
 
@@ -59,13 +65,7 @@ def known(d) -> str | None:
 
 @pytest.fixture(scope="module")
 def engines():
-    from transpiler.engines.pipesearch import Java
-    if not Java.available():
-        missing_tool("no JDK (java, javac) on PATH: Athena's regexes and pipe search run in Java")
-    found = fuzzlib.available_engines()
-    wanted = {"duckdb", "athena", "pipesearch", "kql"}
-    if set(found) != wanted:
-        missing_tool(f"engines missing: {sorted(wanted - set(found))}")
+    found = fuzzlib.require_engines()
     yield found
     fuzzlib.close(found)
 

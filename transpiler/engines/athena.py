@@ -11,8 +11,9 @@ listed in _ALLOWED is refused with the node named: never a silent approximation.
 - json_extract_scalar: Trino's legacy JSON path ($.key, $["key"], [n]) on JSON text; a string,
   number (its text as written) or boolean reads as text; an object, array or null, a missing
   key and JSON that does not parse are NULL; the first of duplicate keys wins (JsonExtract).
-- regexp_like: java.util.regex find() through a JVM (the `java` object's find(pattern, text));
-  Trino's default library is Joni with Java syntax, which the backend's translation targets.
+- regexp_like: Trino's default regex library, Joni in Java syntax, searched; the engine is given
+  an object whose find(pattern, text) runs it (tests/test_regex.py's Joni, on Debian's
+  libjruby-joni-java). Without one, rules with regexes are refused with that reason.
 - TRY_CAST(x AS IPADDRESS): Guava's InetAddresses.forString (no leading zeros, no zone); an
   IPv4 address is stored as ::ffff:a.b.c.d (IpAddressOperators).
 - contains(network, address): IPv4-mapped addresses and networks count as IPv4; a network and
@@ -57,16 +58,9 @@ class NotEmulated(Exception):
 class Athena(Engine):
     name = "athena"
 
-    def __init__(self, time_field: str | None = "eventTime", fallback: bool = False, java=None):
+    def __init__(self, time_field: str | None = "eventTime", fallback: bool = False, regex=None):
         super().__init__(time_field, fallback)
-        # find(pattern, text) -> bool on java.util.regex: given, or the pipe-search engine's
-        # JVM oracle started at the first run (and stopped by close()) where a JDK is installed
-        self.java, self._own_java = java, False
-
-    def close(self):
-        if self._own_java:
-            self.java.close()
-            self.java, self._own_java = None, False
+        self.regex = regex   # find(pattern, text) -> bool with Trino's regex library (Joni)
 
     def unavailable(self):
         try:
@@ -81,21 +75,17 @@ class Athena(Engine):
         from .. import duckdb_events
         from ..backends.sql import Athena as AthenaBackend
 
-        from .pipesearch import Java
-
-        if self.java is None and Java.available():
-            self.java, self._own_java = Java(), True
         out = Outcome()
         reasons = out.stats.setdefault("undecided", {})   # why events are undecided -> count
         backend = AthenaBackend()
         con = duckdb_events.connect()
-        functions(con, self.java)
+        functions(con, self.regex)
         cloudtrail_loaded = False
         try:
             for n, rule in enumerate(rules):
                 try:
                     query = backend.convert(rule)
-                    sql = translate(query, regex=self.java is not None)
+                    sql = translate(query, regex=self.regex is not None)
                 except Unsupported as e:
                     out.refused[n] = e.message
                     continue
@@ -165,7 +155,7 @@ def translate(athena_sql: str, regex: bool = True) -> str:
             return call("trino_json_extract_scalar", node.this, exp.Literal.string(json.dumps(_keys(node.expression))))
         if isinstance(node, exp.RegexpLike):
             if not regex:
-                raise NotEmulated("regexp_like needs a JVM (java.util.regex), and none is given")
+                raise NotEmulated("regexp_like needs Trino's regex library (Joni), and none was given")
             if node.args.get("flag") is not None:
                 raise NotEmulated("regexp_like with flags")
             return call("trino_regexp_like", node.this, node.expression)
@@ -235,7 +225,7 @@ def _any_match(array, lam) -> str:
 
 # --- Trino's functions in Python -------------------------------------------------------------
 
-def functions(con, java=None):
+def functions(con, regex=None):
     """Register the trino_* functions on a DuckDB connection."""
     from duckdb.sqltypes import BIGINT, BOOLEAN, DOUBLE, VARCHAR
 
@@ -252,8 +242,8 @@ def functions(con, java=None):
     add("trino_contains", contains, [VARCHAR, VARCHAR], BOOLEAN)
     add("trino_double", parse_double, [VARCHAR], DOUBLE)
     add("trino_time_part", time_part, [VARCHAR, VARCHAR], BIGINT)
-    if java is not None:
-        add("trino_regexp_like", lambda s, p: java.find(p, s), [VARCHAR, VARCHAR], BOOLEAN)
+    if regex is not None:
+        add("trino_regexp_like", lambda s, p: regex.find(p, s), [VARCHAR, VARCHAR], BOOLEAN)
 
 
 class _Number(str):
