@@ -2,6 +2,7 @@
 by the interpreter in transpiler/engines/pipesearch.py against the evaluator."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,9 @@ def _rule(key, value):
                            "detection": {"sel": {key: value}, "condition": "sel"}})
 
 
+CONVERTED = Counter()   # property tests below: examples converted (True) or refused (False)
+
+
 @given(value=HOSTILE, op=st.sampled_from(OPS))
 @settings(max_examples=300, deadline=None)
 def test_every_literal_decodes_to_the_intended_value(value, op):
@@ -102,7 +106,9 @@ def test_every_literal_decodes_to_the_intended_value(value, op):
     try:
         query = PipeSearch().convert(rule)
     except Unsupported:
+        CONVERTED[False] += 1
         return
+    CONVERTED[True] += 1
     tree = parse(search_of(query))
     strs, m = literals(tree), rule.query
     if m.op is Op.EXISTS:
@@ -124,12 +130,22 @@ def test_queries_select_what_the_evaluator_selects(engine, value, op, other):
     try:
         query = PipeSearch().convert(rule)
     except Unsupported:
+        CONVERTED[False] += 1
         return
+    CONVERTED[True] += 1
     tree = parse(search_of(query))
     mapping = PipeSearch().mapping_for(rule)
     for s in {value, value.upper(), value.lower(), other, other + value + other, value + other}:
         event = {"f": s}
         assert engine.passes(tree, Row(event, mapping)) == matches(rule.query, event), (query, event)
+
+
+def test_property_tests_converted_most_examples():
+    """The two tests above return on Unsupported: they prove something only if most hostile
+    values convert (runs after them, in file order; alone it has nothing to check)."""
+    if not CONVERTED:
+        pytest.skip("run with the property tests above")
+    assert CONVERTED[True] >= 0.8 * sum(CONVERTED.values()), CONVERTED
 
 
 # --- the golden cases, run -------------------------------------------------------------------------
