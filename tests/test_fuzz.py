@@ -19,8 +19,8 @@ EXAMPLES = {"generic": 60, "cloudtrail": 60}
 # Of the rules generated, the share each engine must really convert and execute (measured with
 # the fixed seed, then set a little lower): a backend refusing everything cannot pass.
 MIN_SHARE = {
-    "generic": {"duckdb": 0.85, "athena": 0.4, "pipesearch": 0.7, "kql": 0.25},
-    "cloudtrail": {"duckdb": 0.8, "athena": 0.7, "pipesearch": 0.6, "kql": 0.4},
+    "generic": {"duckdb": 0.75, "athena": 0.5, "pipesearch": 0.6, "kql": 0.3},
+    "cloudtrail": {"duckdb": 0.75, "athena": 0.6, "pipesearch": 0.3, "kql": 0.25},
 }
 
 
@@ -53,9 +53,8 @@ def _special_fold(d) -> bool:
 # Open findings: (golden case id, engines, test on the Disagreement). Remove an entry with its fix.
 KNOWN = [
     ("fuzz-json-array-member", {"duckdb", "athena", "pipesearch", "kql"}, _json_list_on_path),
-    ("fuzz-athena-time-part-text", {"athena"}, lambda d: Op.TIMEPART in _ops(d)),
-    ("fuzz-kql-time-part-offset", {"kql"}, lambda d: Op.TIMEPART in _ops(d)),
-    ("fuzz-fold-dotted-capital-i", {"duckdb", "athena"}, _special_fold),
+    # README: pipe search lowers with Java's full mapping (İ, a final Σ)
+    ("fuzz-fold-dotted-capital-i", {"pipesearch"}, _special_fold),
 ]
 
 

@@ -134,7 +134,7 @@ _PARTS = {"Hour": "hour", "Minute": "minute", "Day": "day", "DayOfMonth": "day",
 _ALLOWED = {"Select", "Star", "From", "Table", "Where", "Identifier", "Column", "Dot", "Literal",
             "Boolean", "Null", "And", "Or", "Not", "Paren", "EQ", "NEQ", "GT", "GTE", "LT", "LTE",
             "In", "Is", "Like", "Escape", "Coalesce", "Lambda", "DataType", "Anonymous", "Case", "If",
-            "Cast", "Try"}
+            "Cast", "Try", "Neg"}
 _OURS = {"trino_json_extract_scalar", "trino_regexp_like", "trino_contains", "trino_ipaddress",
          "trino_double", "trino_lower", "trino_time_part"}
 
