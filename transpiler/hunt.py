@@ -35,8 +35,8 @@ ENGINES = ("duckdb", "evaluator")
 LEVELS = ("critical", "high", "medium", "low", "informational")
 # What a detection shows of its event: these CloudTrail columns, and as the user the first of
 # userIdentity's arn, userName, invokedBy, principalId that is there.
-SHOWN = ("eventtime", "eventname", "useridentity", "sourceipaddress", "awsregion", "eventid")
-_USER = ("arn", "username", "invokedby", "principalid")
+_USER = ("useridentity.arn", "useridentity.username", "useridentity.invokedby", "useridentity.principalid")
+SHOWN = ("eventtime", "eventname", *_USER, "sourceipaddress", "awsregion", "eventid")
 
 
 @dataclass(frozen=True)
@@ -191,16 +191,15 @@ class _Bar:
 
 
 def shown(row: dict) -> tuple:
-    """(time, eventName, user, source IP, region, eventID) of a CloudTrail table row."""
-    identity = row.get("useridentity") or {}
-    user = next((identity[k] for k in _USER if identity.get(k) is not None), None)
+    """(time, eventName, user, source IP, region, eventID) of the SHOWN values of a row."""
+    user = next((row[k] for k in _USER if row.get(k) is not None), None)
     return (row.get("eventtime"), row.get("eventname"), user, row.get("sourceipaddress"), row.get("awsregion"),
             row.get("eventid"))
 
 
 def shown_fields(event: dict) -> dict:
     """What a detection shows of a CloudTrail record, read as the CloudTrail table holds it."""
-    values = shown(cloudtrail.record(event, cloudtrail.columns(SHOWN)) or {})
+    values = shown(cloudtrail.values(event, SHOWN))
     return dict(zip(("eventtime", "eventname", "user", "sourceipaddress", "awsregion", "eventid"), values))
 
 

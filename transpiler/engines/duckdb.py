@@ -20,11 +20,13 @@ generic table). The only module that imports duckdb, through duckdb_events.conne
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import importlib.util
 import os
 import threading
 import time
+import weakref
 from collections import defaultdict
 
 from .. import cloudtrail, correlation, duckdb_events
@@ -81,26 +83,31 @@ class Tables(Loaded):
     def __init__(self, source, threads: int, progress=None):
         super().__init__(source)
         self.threads = threads
-        self.con = duckdb_events.connect()
+        self.con = None if isinstance(source, Files) else duckdb_events.connect()   # Files: on the thread
         self.made = set()            # tables loaded
         self.read = Read(records=0 if isinstance(source, Files) else len(source))
         self.seconds = 0.0
         self._thread = self._error = None
         self._done = threading.Event()     # set by the thread when it leaves DuckDB for good
+        self._stopping = False
         if isinstance(source, Files):
             try:
                 staged = duckdb_events.stage_files(source.paths, (
                     lambda done, total: progress("reading logs", done, total)) if progress else None,
                     source.max_bytes)
             except BaseException:
-                self.con.close()
+                self._done.set()
                 raise
             self._thread = threading.Thread(target=self._scan, args=(staged,), daemon=True)
+            _LIVE.add(self)
             self._thread.start()
 
     def _scan(self, staged):
         start = time.perf_counter()
         try:
+            self.con = duckdb_events.connect()
+            if self._stopping:
+                return
             # One DuckDB thread while Python loads the rules on the other core, unless the logs
             # take much longer than that; all of them for the queries.
             self.con.execute(f"SET threads = {1 if staged.size < SMALL_LOGS else self.threads}")
@@ -160,13 +167,23 @@ class Tables(Loaded):
     def close(self):
         # Not Thread.is_alive(): a join() that Ctrl-C interrupted may have marked the thread
         # stopped while it still runs (CPython 3.11).
-        if self._thread is not None:
-            if not self._done.is_set():
+        self._stopping = True
+        if self._thread is not None and self._thread.ident is not None:
+            if not self._done.is_set() and self.con is not None:
                 self.con.interrupt()
             self._done.wait()
             self._thread.join()
         self._thread = None
-        self.con.close()
+        _LIVE.discard(self)
+        if self.con is not None:
+            self.con.close()
+
+
+# Tables whose thread may still be inside DuckDB. At exit, before Python stops its threads (a
+# thread stopped inside DuckDB aborts the process), each is closed: a safety net for a run
+# interrupted between starting the thread and entering the `with` that would close it.
+_LIVE = weakref.WeakSet()
+atexit.register(lambda: [t.close() for t in list(_LIVE)])
 
 
 def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) -> Outcome:
@@ -314,13 +331,13 @@ def _on_evaluator(tables: Tables, rule, present) -> list:
 
 
 def _rows(con, keys, show) -> dict:
-    """key -> {column: value} of the CloudTrail table, for the columns asked."""
+    """key -> {path: value} of the CloudTrail table, for the column paths asked."""
     if not keys:
         return {}
-    names = [c for c, _, _ in cloudtrail.columns(show)]
-    found = con.execute(f"SELECT row_id, {', '.join(map(identifier, names))} FROM {cloudtrail.TABLE} "
-                        f"WHERE row_id IN (SELECT unnest($rows))", {"rows": keys}).fetchall()
-    return {r[0]: dict(zip(names, r[1:])) for r in found}
+    columns = ", ".join(".".join(map(identifier, path.split("."))) for path in show)
+    found = con.execute(f"SELECT row_id, {columns} FROM {cloudtrail.TABLE} WHERE row_id IN (SELECT unnest($rows))",
+                        {"rows": keys}).fetchall()
+    return {r[0]: dict(zip(show, r[1:])) for r in found}
 
 
 # --- correlations ---------------------------------------------------------------------------
