@@ -60,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     _rules_args(match)
     match.add_argument("--events", nargs="+", required=True, metavar="FILE",
                        help="event files or folders: CloudTrail Records, JSON array/object, JSON Lines, .gz")
-    match.add_argument("--format", choices=("text", "json", "jsonl"), default="text")
+    match.add_argument("--format", choices=("text", "json", "jsonl"), default="text",
+                       help="text: a line per match or alert, control characters escaped; json, jsonl: "
+                            "every value exact")
     match.add_argument("--time-field", metavar="FIELD",
                        help="event time for correlations (default: eventTime, @timestamp, timestamp, ...)")
     max_event_size(match)
