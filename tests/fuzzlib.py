@@ -429,7 +429,7 @@ def available_engines() -> dict:
 
     found = {}
     for name in ("duckdb", "athena", "pipesearch", "kql"):
-        engine = registry.get(name)(**({"regex": _joni()} if name == "athena" else {}))
+        engine = registry.get(name)()
         if engine.unavailable() is None:
             found[name] = engine
     return found
@@ -438,12 +438,12 @@ def available_engines() -> dict:
 def require_engines() -> dict:
     """Every engine, or a skip naming what is missing (a failure in CI: conftest.missing_tool)."""
     from conftest import missing_tool
-    from test_regex import JONI_JARS
 
+    from transpiler.engines.athena import Joni
     from transpiler.engines.pipesearch import Java
     if not Java.available():
-        missing_tool("no JDK (java, javac) on PATH: Athena's regexes and pipe search run in Java")
-    if not all(j.exists() for j in JONI_JARS):
+        missing_tool("no JDK (java, javac) on PATH: pipe search and Athena's regexes run in Java")
+    if not Joni.available():
         missing_tool("no Joni jars (apt-get install libjruby-joni-java): Athena's regexes")
     found = available_engines()
     wanted = {"duckdb", "athena", "pipesearch", "kql"}
@@ -453,20 +453,9 @@ def require_engines() -> dict:
     return found
 
 
-def _joni():
-    """Trino's regex library (tests/test_regex.py's Joni oracle), or None without its jars."""
-    from test_regex import JONI_JARS, Joni
-
-    from transpiler.engines.pipesearch import Java
-    return Joni() if Java.available() and all(j.exists() for j in JONI_JARS) else None
-
-
 def close(engines: dict):
     for engine in engines.values():
         getattr(engine, "close", lambda: None)()
-        regex = getattr(engine, "regex", None)
-        if regex is not None:
-            regex.close()
 
 
 # --- shrinking a disagreement to a golden case ---------------------------------------------------
