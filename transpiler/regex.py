@@ -72,16 +72,16 @@ def searchable(text: str) -> str:
 _RE2_META = set("\\.+*?()|[]{}^$")
 
 
-def glob_regex(parts, lower: bool = False, caseless: bool = False) -> str:
+def glob_regex(parts, fold=None, caseless: bool = False) -> str:
     """A GLOB value (literal str parts and Wild tokens) as an RE2 pattern whose search finds
     a match exactly when the glob matches the whole text: `*` any run and `?` one character,
     line breaks included ((?s)); anchored with ^ and $ except at a leading or trailing `*`.
-    lower: literal parts lower-cased (for a lower-cased text); caseless: (?i)."""
+    fold: applied to the literal parts (for a text folded the same way); caseless: (?i)."""
     parts = list(parts)
     head = not parts or parts[0] is not Wild.STAR
     tail = not parts or parts[-1] is not Wild.STAR
     body = "".join(".*" if p is Wild.STAR else "." if p is Wild.ONE else
-                   "".join("\\" + c if c in _RE2_META else c for c in (p.lower() if lower else p))
+                   "".join("\\" + c if c in _RE2_META else c for c in (fold(p) if fold else p))
                    for p in _trimmed(parts))
     return f"(?{'i' if caseless else ''}s){'^' if head else ''}{body}{'$' if tail else ''}"
 

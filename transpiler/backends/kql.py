@@ -70,7 +70,18 @@ class Kql(Backend):
         if isinstance(query, And):
             text = self.macros.and_(self._chunked([self.render(a, And) for a in query.args], self.macros.and_))
             return self.macros.group(text) if parent not in (None, And) else text
+        if isinstance(query, Match) and self._on_bool(query):
+            return self.macros.boolean(query, truths(query))
         return super().render(query, parent)
+
+    def _on_bool(self, m: Match) -> bool:
+        """Whether m tests a bool column (exists and null excepted: they need no text)."""
+        if m.field is None or m.op in (Op.EXISTS, Op.NULL):
+            return False
+        if m.op is Op.FIELDREF and "bool" in (self.target(m.field).type, self.target(m.value).type):
+            raise Unsupported(f"{self.name}: fieldref with the bool column of {m.field} or {m.value}: Kusto does "
+                              "not document the text of a bool", kind="bool")
+        return m.op is not Op.FIELDREF and self.target(m.field).type == "bool"
 
     def _chunked(self, parts: list, join) -> list:
         """Long lists in bracketed groups of CHUNK: Kusto's parser refuses an `or` chain of some
@@ -80,16 +91,25 @@ class Kql(Backend):
         return parts
 
     def _render_or_args(self, args) -> list[str]:
-        """An Or's children, with equalities on one field folded into in_() and networks of one
-        family on one field into cidr_any(); order of first appearance kept."""
+        """An Or's children, with equalities on one field folded into in_(), networks of one
+        family on one field into cidr_any() and tests of one bool column into one boolean();
+        order of first appearance kept."""
         def key(a):
             if isinstance(a, Match) and a.field is not None:
+                if self._on_bool(a):
+                    return "boolean", a.field
                 if a.op is Op.EQ and not isinstance(a.value, bool):
                     return "in_", a.field, a.cased
                 if a.op is Op.CIDR:
                     return "cidr_any", a.field, ":" in a.value
             return None
-        return self.fold_or(args, key)
+
+        def fold(k, group):
+            if k[0] == "boolean":
+                held = {word for m in group for word in truths(m)}
+                return self.macros.boolean(group[0], [w for w in ("true", "false") if w in held])
+            return getattr(self.macros, k[0])(group)
+        return self.fold_or(args, key, fold)
 
     # --- correlations --------------------------------------------------------------------------
     def convert_correlation(self, correlation) -> str:
@@ -225,6 +245,13 @@ def caseless(values) -> bool:
     """True if no value has letters that change with case: then == is the same as =~."""
     values = values if isinstance(values, (list, tuple)) else (values,)
     return all(v.lower() == v.upper() for v in map(str, values))
+
+
+def truths(m: Match) -> list:
+    """The bools ("true", "false") a Match on a bool column holds for: such a column has no
+    other values, and its values' texts are "true" and "false", as the evaluator reads them."""
+    test = compile_query(dataclasses.replace(m, field="f"))
+    return [word for word, value in (("true", True), ("false", False)) if test({"f": value})]
 
 
 def empty_ok(m: Match) -> bool:

@@ -30,8 +30,8 @@ import unicodedata
 from decimal import Decimal
 
 from ..errors import RuleError, Unsupported
-from ..evaluate import text
-from ..nodes import And, Match, Not, Op, Or
+from ..evaluate import fold, text
+from ..nodes import And, Match, Not, Op, Or, Wild
 from ..regex import glob_regex, java_regex
 from .base import Backend, covers_ipv4_mapped
 
@@ -83,6 +83,8 @@ class PipeSearch(Backend):
 
     def render(self, query, parent=None):
         m = self.macros
+        if isinstance(query, Match) and query.field is None:
+            _keyword_stays_in_one_value(query)
         if isinstance(query, Not):
             arg = query.arg
             # exists/null never yield null, so their negation is the opposite test.
@@ -208,6 +210,16 @@ CORRELATION_GAPS = {
 }
 
 
+def _keyword_stays_in_one_value(m: Match):
+    """A keyword is found inside one string of the event; the raw line holds them all, one
+    after another, so a wildcard between two literal parts, or a line break, could join two."""
+    parts = m.value if m.op is Op.GLOB else (m.value,)
+    inner = [p for p in parts[1:-1] if isinstance(p, Wild)] if m.op is Op.GLOB else []
+    if inner or any(isinstance(p, str) and "\n" in p for p in parts):
+        raise Unsupported("pipesearch: this keyword could match across two values of the event in the raw line "
+                          "(a wildcard between literal text, or a line break)", kind="keywords")
+
+
 def _span(seconds: int) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
@@ -284,7 +296,19 @@ def identifier(name: str) -> str:
 def want(m: Match) -> str:
     """The text a Match compares with: folded to lower case unless cased, numbers in JSON form."""
     value = m.value if isinstance(m.value, str) else text(m.value)
-    return value if m.cased else value.lower()
+    return value if m.cased else _lowered(value)
+
+
+# Logpresso's lower() is Java's String.toLowerCase(): İ becomes "i" + U+0307 and a final Σ
+# becomes ς, where the evaluator lowers each character on its own (evaluate.fold).
+_FULL_CASE = set("\u0130\u03a3\u03c3\u03c2")
+
+
+def _lowered(value: str) -> str:
+    if _FULL_CASE & set(value):
+        raise Unsupported(f"pipesearch: {value!r} holds İ or a sigma, which Logpresso's lower() (Java's "
+                          "toLowerCase) folds otherwise than character by character", kind="value")
+    return fold(value)
 
 
 def caseless(value: str) -> bool:
@@ -341,7 +365,7 @@ def regex_literal(value: str, start=False, end=False) -> str:
 
 def glob_re(m: Match) -> str:
     """A GLOB as a Java regex for match() on the lower-cased text unless cased."""
-    return _safe(java_regex(glob_regex(m.value, lower=not m.cased), "pipesearch"))
+    return _safe(java_regex(glob_regex(m.value, fold=None if m.cased else _lowered), "pipesearch"))
 
 
 def java_re(pattern: str) -> str:

@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import TranspileError, Unsupported
-from ..evaluate import text
+from ..evaluate import ISO_8601, fold, text
 from ..mapping import builtin_mappings
 from ..nodes import Match, Not, Op, Or, Wild
 from ..regex import java_regex
@@ -57,27 +57,9 @@ NUMBER = r"^[\t\n\f\r ]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?[\t\n
 # An IPv4 address as Python's ipaddress accepts it: a dotted quad without leading zeros.
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 IPV4 = rf"^{_OCTET}(\.{_OCTET}){{3}}$"
-# ISO-8601 text as Python's datetime.fromisoformat reads it (the evaluator's timestamp(), after
-# its Z -> +00:00): an extended or basic date, then optionally any one character, a time
-# (HH, HH:MM, HH:MM:SS or HHMM, HHMMSS), a fraction and an offset under 24 hours. Week and
-# ordinal dates are not included. ISO_PARTS captures year, month, day, hour, minute, second.
-ISO_TIME = (r"^\s*([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{8})((?s:.)([0-9]{2}(:[0-9]{2}(:[0-9]{2})?)?|[0-9]{4}([0-9]{2})?)"
-            r"([.,][0-9]+)?([+-]([01][0-9]|2[0-3])(:?[0-5][0-9](:?[0-5][0-9]([.,][0-9]+)?)?)?)?)?\s*$")
-ISO_PARTS = r"^\s*([0-9]{4})-?([0-9]{2})-?([0-9]{2})(?:(?s:.)([0-9]{2}):?([0-9]{2})?:?([0-9]{2})?)?(?s:.*)$"
-
-# An event's time for correlations, read as correlation.event_time reads it (Python's
-# fromisoformat after str.strip() and Z -> +00:00) in the ISO forms: between any whitespace
-# str.strip() removes, a date YYYY-MM-DD or YYYYMMDD (year 0001 on), then optionally any one
-# character and a clock hh, hh:mm, hh:mm:ss, hhmm or hhmmss, a fraction ([.,] digits: six are
-# read, more ignored) and an offset [+-] clock (hours under 24, minutes and seconds under 60)
-# [fraction]. Groups: date, clock, fraction, sign, offset, offset fraction. Python also reads
-# week dates, offset minutes over 59 and a stray character before an offset: SQL does not.
-_PY_SPACE = r"[\t-\r\x1c-\x1f\x{85}\pZ]"     # exactly str.isspace()
-_YEAR = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"
-_CLOCK = r"[0-9]{2}(?::[0-9]{2}(?::[0-9]{2})?|[0-9]{2}(?:[0-9]{2})?)?"
-_OFFSET = r"(?:[01][0-9]|2[0-3])(?::[0-5][0-9](?::[0-5][0-9])?|[0-5][0-9](?:[0-5][0-9])?)?"
-INSTANT = (rf"^{_PY_SPACE}*({_YEAR}(?:-[0-9]{{2}}-[0-9]{{2}}|[0-9]{{4}}))(?:(?s:.)({_CLOCK})(?:[.,]([0-9]+))?"
-           rf"(?:([+-])({_OFFSET})(?:[.,]([0-9]+))?)?)?{_PY_SPACE}*$")
+# What a time is (evaluate.ISO_8601): time parts and correlations read texts of that grammar,
+# as the evaluator does. Groups: date, clock with seconds, fraction, shorter clock, sign, offset.
+INSTANT = ISO_8601
 
 
 @dataclass(frozen=True)
@@ -227,8 +209,7 @@ class Sql(Backend):
         return self.qualified(super().table())
 
     def template_globals(self) -> dict:
-        return {"NUMBER": NUMBER, "IPV4": IPV4, "ISO_TIME": ISO_TIME, "ISO_PARTS": ISO_PARTS,
-                "INSTANT": INSTANT}
+        return {"NUMBER": NUMBER, "IPV4": IPV4, "INSTANT": INSTANT}
 
     def filters(self) -> dict:
         return {"lit": literal, "like": like_pattern, "needle": needle, "folds": folds,
@@ -347,14 +328,14 @@ def like_pattern(m: Match) -> str:
         elif p is Wild.ONE:
             out.append("_")
         else:
-            out.append(_like_escape(p if m.cased else p.lower()))
+            out.append(_like_escape(p if m.cased else fold(p)))
     return "".join(out)
 
 
 def needle(m: Match) -> str:
     """What an eq Match compares with: its text form (numbers and booleans too, like the
     evaluator), lower-cased unless cased."""
-    return text(m.value) if m.cased else text(m.value).lower()
+    return text(m.value) if m.cased else fold(text(m.value))
 
 
 def folds(ms) -> bool:
