@@ -318,7 +318,7 @@ def test_progress_bars_for_catalog_and_match(rules_dir, tmp_path, monkeypatch):
     events = tmp_path / "events.json"
     events.write_text(json.dumps([{"eventSource": "iam.amazonaws.com", "eventName": "CreateUser"}] * 3))
     for argv, label in ((["catalog", str(rules_dir), "-o", str(tmp_path / "site")], "pages"),
-                        (["match", str(rules_dir), "--events", str(events)], "matching")):
+                        (["match", str(rules_dir), "--events", str(events)], "running rules")):
         tty = FakeTty()
         monkeypatch.setattr(sys, "stderr", tty)
         assert main(argv) == 0

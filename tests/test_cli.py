@@ -42,7 +42,7 @@ def events(tmp_path):
 
 def test_check_valid(rules, capsys):
     assert main(["check", str(rules)]) == 0
-    assert "2 valid (2 rules), 0 with errors" in capsys.readouterr().err
+    assert "2 valid (2 rules), 0 problems" in capsys.readouterr().err
 
 
 def test_check_reports_every_problem(rules, capsys):
@@ -60,7 +60,7 @@ def test_check_json(rules, capsys):
     (rules / "bad.yml").write_text("title: x\nlogsource: {}\ndetection: {sel: {a: 1}, condition: sel and}\n")
     assert main(["check", str(rules), "--format", "json"]) == 1
     report = json.loads(capsys.readouterr().out)
-    assert report["valid"] == 2 and report["errors"] == 1
+    assert report["valid"] == 2 and report["errors"] == 1 and report["documents"] == 3
     assert report["problems"][0]["kind"] == "syntax" and report["problems"][0]["col"] == 8
 
 
@@ -139,6 +139,9 @@ def test_check_reports_duplicates_with_both_paths(rules, capsys):
         f"{copy}: id: '8f3a7b2c-1d4e-5f6a-9b0c-2e3d4f5a6b7c' is also the id of {first}",
         f"{copy}: title: 'Create user' is also the title of {first}",
         f"{copy}: the file name 'create_user.yml' is also used by {first}"]
+    assert main(["check", str(rules), "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert (report["documents"], report["valid"], report["errors"]) == (3, 3, 3)   # 3 rules, 3 problems
 
 
 def test_match_max_event_size(rules, events, capsys):

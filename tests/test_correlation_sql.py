@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -376,13 +377,20 @@ def test_duckdb_reads_iso_times_like_the_evaluator(con, value):
     assert duckdb_time(con, value) == python_time(value), repr(value)
 
 
-@given(value=JUNK)
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_duckdb_reads_no_time_the_evaluator_does_not(con, value):
+def test_duckdb_reads_no_time_the_evaluator_does_not(con):
     """Outside the ISO forms DuckDB reads nothing; Python reads some more (week dates, stray
     characters before an offset), which such events' correlations then leave out."""
-    got = duckdb_time(con, value)
-    assert got is None or got == python_time(value), repr(value)
+    read = Counter()
+
+    @given(value=JUNK)
+    @settings(max_examples=400, deadline=None)
+    def check(value):
+        got = duckdb_time(con, value)
+        read[got is not None] += 1
+        assert got is None or got == python_time(value), repr(value)
+
+    check()
+    assert read[True] >= 0.02 * sum(read.values()), read   # some near-ISO texts are read (3% here), and agree
 
 
 # --- random event sequences: DuckDB raises the evaluator's alerts for every type -------------------

@@ -175,7 +175,7 @@ def test_symlinked_folders_are_followed_once(tmp_path):
     (other / "back").symlink_to(rules, target_is_directory=True)        # and a cycle through both
     done = run_cli("check", rules)
     assert done.returncode == 0, done.stdout
-    assert "2 valid (2 rules), 0 with errors" in done.stderr
+    assert "2 valid (2 rules), 0 problems" in done.stderr
     (other / "e.json").write_text('{"x": 1}')
     done = run_cli("match", rules, "--events", rules, "--format", "jsonl")
     assert len(done.stdout.splitlines()) == 2 and done.returncode == 0      # both rules, the one event

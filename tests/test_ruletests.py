@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import corpus_path
+from conftest import corpus_path, missing_tool
 
-from transpiler import engines, ruletests, winevent
+from transpiler import engines, testrun, winevent
 from transpiler.cli import main
 from transpiler.errors import EventsError
 from transpiler.rule import load_paths, load_rule
@@ -156,14 +156,14 @@ def test_seed_rules_pass_everywhere(tmp_path, capsys):
 
 def test_status_for_the_catalog():
     rules, _ = load_paths([ROOT / "rules"])
-    found = ruletests.status(next(r for r in rules if r.title == "IAM User Created"), rules)
+    found = testrun.status(next(r for r in rules if r.title == "IAM User Created"), rules)
     assert found["status"] == "pass"
     assert found["files"] == [str(ROOT / "rules" / "aws_iam_user_created.tests.yml")]
     assert [(s["name"], s["expect"], s["events"]) for s in found["samples"]] == [("match[0]", "match", 1),
                                                                                    ("no_match[0]", "no_match", 1)]
     sigmahq, _ = load_paths([SIGMAHQ / "rules"])
-    assert ruletests.status(sigmahq[0])["status"] == "pass"         # SigmaHQ layout, the rule alone
-    assert ruletests.status(load_rule(RULE.format(title="T", id=ID)))["status"] == "none"
+    assert testrun.status(sigmahq[0])["status"] == "pass"         # SigmaHQ layout, the rule alone
+    assert testrun.status(load_rule(RULE.format(title="T", id=ID)))["status"] == "none"
 
 
 # --- the command on small hand-made cases -------------------------------------------------------
@@ -238,6 +238,10 @@ COMMAND_CASES = [
      ["r.tests.yml: invalid YAML"]),
     ("no-events", {"r.yml": RULE, "r.tests.yml": {"match": []}}, [], 1, {"r.yml": "error"},
      ["lists no events to test"]),
+    ("alerts-for-a-detection-rule", {"r.yml": RULE, "r.tests.yml": {"events": [CREATE], "alerts": []}}, [], 1,
+     {"r.yml": "error"}, ["events/alerts test a correlation; ", "r.yml holds none"]),
+    ("hostile-path", {"r.yml": RULE, "r.tests.yml": {"match": ["x\0y.json"]}}, [], 1, {"r.yml": "error"},
+     ["match[0]: x\\x00y.json: no such file"]),
     ("no-tests-at-all", {"r.yml": RULE}, [], 1, {}, ["0 rules with tests (1 without)", "no tests found"]),
     ("correlation-alerts", {"c.yml": CORRELATION, "c.tests.yml": [
         {"rule": "base", "match": [LOGINS[0]], "no_match": [{"eventName": "ListUsers"}]},
@@ -323,6 +327,27 @@ def test_a_rule_a_target_cannot_execute(tmp_path, capsys):
     assert len(skipped) == 1 and "keyword" in skipped[0].get("message").lower()
 
 
+def test_events_a_target_cannot_hold(tmp_path, capsys):
+    """KQL cannot tell an empty string from a missing one: an event with errorCode "" is left
+    out of that target's answer, with the reason; with no event left the rule is not executable
+    there, and with some left it is graded on those."""
+    reason = engines.get("kql")().unavailable()
+    if reason:
+        missing_tool(reason)
+    empty = {**CREATE, "errorCode": ""}
+    _write(tmp_path, {"a/r.yml": RULE, "a/r.tests.yml": {"no_match": [empty]},
+                      "b/r.yml": RULE, "b/r.tests.yml": {"match": [CREATE], "no_match": [empty]}})
+    report = tmp_path / "report.json"
+    code, out, err = run_cli(capsys, tmp_path, "--targets", "evaluator,kql", "--report", report)
+    assert code == 0, out + err
+    found = {(Path(r["rule"]).parent.name, r["target"]): r for r in json.loads(report.read_text())["results"]}
+    assert {k: r["status"] for k, r in found.items()} == {
+        ("a", "evaluator"): "pass", ("a", "kql"): "not-executable", ("b", "evaluator"): "pass", ("b", "kql"): "pass"}
+    assert '""' in found["a", "kql"]["reason"]
+    assert found["b", "kql"]["checked"] == 1 and found["b", "evaluator"]["checked"] == 2
+    assert found["b", "kql"]["notes"] == [f"no_match[0]: 1 event this target cannot hold: {found['a', 'kql']['reason']}"]
+
+
 def test_junit_is_well_formed(tmp_path, capsys):
     """One testcase per rule and target, in a testsuite per target; counts agree with the
     elements; hostile text (control characters, quotes, <) stays well-formed XML."""
@@ -350,6 +375,8 @@ def test_options(tmp_path, capsys):
     _write(tmp_path, {"r.yml": RULE, "r.tests.yml": GOOD_TESTS})
     assert main(["test", str(tmp_path), "--targets", "evaluator,nope"]) == 2
     assert "--targets: unknown target 'nope'" in capsys.readouterr().err
+    assert main(["test", str(tmp_path), "--targets", "evaluator", "--junit", str(tmp_path)]) == 2
+    assert f"--junit {tmp_path}: " in capsys.readouterr().err        # refused before anything runs
     assert main(["test", str(tmp_path), "--targets", "evaluator", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["summary"]["evaluator"]["pass"] == 1 and data["untested"] == []

@@ -20,12 +20,11 @@ import yaml
 
 from . import backends, batch, correlation, files, formats
 from .errors import RuleError, TranspileError, printable
-from .events import MAX_EVENT_BYTES, read_events
+from .events import MAX_EVENT_BYTES, find_event_files
 from .formats import write_atomic  # noqa: F401  (kept importable from here)
 from .mapping import load_mapping_file as mapping_file
 from .rule import MAX_FILE_BYTES, duplicates, load_paths
 from .resources import resource_dir
-from .ruleset import RuleSet
 
 
 def main(argv=None) -> int:
@@ -68,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     match.add_argument("--events", nargs="+", required=True, metavar="FILE",
                        help="event files or folders: CloudTrail Records, JSON array/object, JSON Lines, .gz")
     match.add_argument("--format", choices=("text", "json", "jsonl"), default="text",
-                       help="text: one line per match or alert (default); json: one array; jsonl: one object a line")
+                       help="text: a line per match or alert, control characters escaped; json, jsonl: "
+                            "every value exact")
     match.add_argument("--time-field", metavar="FIELD",
                        help="event time for correlations (default: eventTime, @timestamp, timestamp, ...)")
     max_event_size(match)
@@ -132,10 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     hunt.add_argument("--engine", choices=("duckdb", "evaluator"), default="duckdb",
                       help="duckdb: the rules' SQL on in-memory DuckDB (default); evaluator: the reference evaluator")
     hunt.add_argument("--format", choices=("table", "csv", "jsonl"), default="table",
-                      help="table: a timeline for the terminal (default); csv or jsonl: one row per detection, "
-                           "with the rule's and the event's file")
+                      help="table: aligned columns, long cells shortened to fit a terminal; csv, jsonl: every "
+                           "value whole, with the rule's id and file and the event's file and position")
     hunt.add_argument("-o", "--output", metavar="FILE", help="write the timeline here (default: stdout)")
     hunt.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
+    max_event_size(hunt)
     hunt.set_defaults(func=cmd_hunt)
 
     test = sub.add_parser("test", help="run each rule's own test events on the evaluator and on the targets' queries",
@@ -236,13 +237,14 @@ def _report(errors):
 
 def cmd_check(args) -> int:
     rules, errors = _load(args)
+    unloaded = len({e.path for e in errors})    # documents, files or folders that gave no rule
     errors += correlation.resolve(rules)[2]     # references of correlations and filters
     errors += duplicates(rules)
     if args.require_tests:
         from .ruletests import problems
         errors += problems(rules)
     if args.format == "json":
-        json.dump({"documents": len(rules) + len(errors), "valid": len(rules), "errors": len(errors),
+        json.dump({"documents": len(rules) + unloaded, "valid": len(rules), "errors": len(errors),
                    "problems": [e.as_dict() for e in errors]}, sys.stdout, indent=2)
         print()
     else:
@@ -252,42 +254,68 @@ def cmd_check(args) -> int:
         for r in rules:
             kinds[r.kind] = kinds.get(r.kind, 0) + 1
         summary = ", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in sorted(kinds.items()))
-        print(f"{len(rules)} valid ({summary or 'none'}), {len(errors)} with errors", file=sys.stderr)
+        print(f"{len(rules)} valid ({summary or 'none'}), {len(errors)} problem{'s' if len(errors) != 1 else ''}",
+              file=sys.stderr)
     return 1 if errors else 0
 
 
 # --- match ------------------------------------------------------------------------------
 
 def cmd_match(args) -> int:
+    """Every rule (and correlation) over the events, on the reference evaluator: `hunt`'s plan
+    without its CloudTrail filter, nor its de-duplication."""
+    from . import engines
     start = time.perf_counter()
     rules, errors = _load(args)
-    correlations, detections, resolve_errors = correlation.resolve(rules)
-    errors += resolve_errors
-    _report(errors)
-    events, bad_files = read_events(args.events, args.max_event_size)
+    plan = engines.plan(rules, errors)
+    _report(plan.errors)
+    found, bad_files = find_event_files(args.events)
+    bars = _ProgressBars(args)
+    outcome = engines.get("evaluator")(time_field=args.time_field).run(
+        plan.rules, engines.Files(tuple(found), max_bytes=args.max_event_size), plan.correlations, show=("eventid",),
+        progress=bars)
+    bars.clear()
+    bad_files += outcome.read.errors
     _report(bad_files)
+    failures = plan.failures(outcome)
+    _report(failures)
     rows = []
-    ruleset = RuleSet(correlation.standalone(detections, correlations))
-    bar = batch.Progress(enabled=not args.no_progress, label="matching")
-    for n, event in enumerate(events, 1):
-        bar.update(n, len(events))
-        for rule in ruleset.matching(event.data):
-            rows.append({"kind": "match", "rule_id": rule.id, "title": rule.title, "level": rule.level,
-                         "rule_path": rule.label, "file": event.source, "index": event.index,
-                         "event_id": event.event_id})
-    bar.clear()
-    data = [e.data for e in events]
-    alerts = [a for c in correlations for a in correlation.evaluate(c, data, args.time_field)]
+    for event_key, n in sorted((k, n) for n, keys in outcome.matches.items() if id(plan.rules[n]) in plan.shown
+                               for k in keys):
+        rule, (f, index) = plan.rules[n], engines.place(event_key)
+        rows.append({"kind": "match", "rule_id": rule.id, "title": rule.title, "level": rule.level,
+                     "rule_path": rule.label, "file": outcome.read.files[f], "index": index,
+                     "event_id": outcome.rows[event_key].get("eventid")})
+    alerts = outcome.alerts
     rows += [{"kind": "correlation", **a.as_dict(), "rule_path": a.correlation.rule.label} for a in alerts]
     _print_rows(rows, args.format)
     seconds = time.perf_counter() - start
-    print(f"{len(ruleset.rules)} rules, {len(correlations)} correlations, {len(events)} events, "
-          f"{len(rows) - len(alerts)} matches, {len(alerts)} correlation alerts, {len(errors)} rule errors, "
-          f"{len(bad_files)} bad event files, {seconds:.2f} s", file=sys.stderr)
-    return 1 if errors or bad_files else 0
+    print(f"{len(plan.shown)} rules, {len(plan.correlations)} correlations, {outcome.read.records} events, "
+          f"{len(rows) - len(alerts)} matches, {len(alerts)} correlation alerts, "
+          f"{len(plan.errors) + len(failures)} rule errors, {len(bad_files)} bad event files, {seconds:.2f} s",
+          file=sys.stderr)
+    return 1 if plan.errors or failures or bad_files else 0
+
+
+class _ProgressBars:
+    """progress(label, done, total) for an engine: one bar per step on a terminal (batch.Progress)."""
+
+    def __init__(self, args):
+        self.enabled, self.bars = not args.no_progress, {}
+
+    def __call__(self, label, done, total):
+        if label not in self.bars:
+            self.clear()
+            self.bars[label] = batch.Progress(enabled=self.enabled, label=label)
+        self.bars[label].update(done, total)
+
+    def clear(self):
+        for bar in self.bars.values():
+            bar.clear()
 
 
 def _print_rows(rows, fmt):
+    """json and jsonl hold the values exactly; text has their control characters escaped."""
     out = sys.stdout
     if fmt == "json":
         json.dump(rows, out, indent=2, ensure_ascii=False)
@@ -298,11 +326,11 @@ def _print_rows(rows, fmt):
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
         elif row["kind"] == "match":
             eid = f" eventID={row['event_id']}" if row["event_id"] else ""
-            out.write(f"{row['rule_id'] or '-'} {row['title']!r}: {row['file']}#{row['index']}{eid}\n")
+            out.write(printable(f"{row['rule_id'] or '-'} {row['title']!r}: {row['file']}#{row['index']}{eid}") + "\n")
         else:
             group = ", ".join(f"{k}={v}" for k, v in row["group"].items())
-            out.write(f"{row['rule_id'] or '-'} {row['title']!r}: {row['type']} [{group}] triggered "
-                      f"{row['triggers']}x from {row['first_trigger']} to {row['last_trigger']}\n")
+            out.write(printable(f"{row['rule_id'] or '-'} {row['title']!r}: {row['type']} [{group}] triggered "
+                                f"{row['triggers']}x from {row['first_trigger']} to {row['last_trigger']}") + "\n")
 
 
 # --- convert ----------------------------------------------------------------------------
@@ -567,7 +595,11 @@ def cmd_catalog(args) -> int:
 # --- hunt (transpiler/hunt.py) ----------------------------------------------------------------
 
 def cmd_hunt(args) -> int:
+    """The timeline of detections; Ctrl-C or SIGTERM at any moment: `interrupted`, exit 130,
+    and -o FILE is the previous file or the new one whole (files.atomic_output)."""
     from . import hunt
+    if args.output:
+        _output(args.output, "-o")
     bars = {}
 
     def progress(label, done, total):
@@ -579,30 +611,61 @@ def cmd_hunt(args) -> int:
         bar.update(done, total)
 
     placeholders = _placeholders(args.placeholders) if args.placeholders else None
+    stop = _Interrupts()
     try:
-        with _terminate_as_exit():
-            report = hunt.run(args.rules, args.logs, args.engine, placeholders, progress)
-    except KeyboardInterrupt:
+        with stop:
+            report = hunt.run(args.rules, args.logs, args.engine, placeholders, progress, args.max_event_size)
+            for bar in bars.values():
+                bar.clear()
+            _report(report.rule_errors)
+            _report(report.bad_files)
+            if args.output:
+                with files.atomic_output(args.output) as out:
+                    hunt.write(report, args.format, out)
+            else:
+                hunt.write(report, args.format, sys.stdout, hunt.terminal_width(sys.stdout))
+            sys.stderr.write(hunt.summary(report))
+    except BaseException as e:
+        # DuckDB turns an interrupt inside a query into its own error: the signal decides.
+        if not (stop.hit or isinstance(e, KeyboardInterrupt)):
+            raise
         for bar in bars.values():
             bar.clear()
         print("interrupted", file=sys.stderr)
         return 130
-    for bar in bars.values():
-        bar.clear()
-    _report(report.rule_errors)
-    _report(report.bad_files)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8", newline="") as out:
-            hunt.write(report, args.format, out)
-    else:
-        hunt.write(report, args.format, sys.stdout)
-    sys.stderr.write(hunt.summary(report))
     return 1 if report.rule_errors or report.bad_files else 0
 
-# --- test (transpiler/ruletests.py) -----------------------------------------------------------
+
+class _Interrupts:
+    """SIGINT and SIGTERM raise KeyboardInterrupt once, then are only noted: cleaning up
+    (stopping DuckDB's threads, removing temporary files) is not itself interrupted."""
+
+    def __init__(self):
+        self.hit = False
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        if not self.hit:
+            self.hit = True
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:           # not the main thread: signals are not ours to handle
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+# --- test (transpiler/ruletests.py, transpiler/testrun.py) ---------------------------------
 
 def cmd_test(args) -> int:
-    from . import engines, ruletests
+    from . import engines, ruletests, testrun
     start = time.perf_counter()
     targets = [t.strip() for t in (args.targets or "").split(",") if t.strip()] or \
         sorted(engines.ENGINES, key=lambda t: (t != "evaluator", t))
@@ -610,6 +673,9 @@ def cmd_test(args) -> int:
     if unknown:
         raise TranspileError(f"--targets: unknown target {unknown[0]!r}; known: {', '.join(sorted(engines.ENGINES))}",
                              kind="option")
+    for option, path in (("--report", args.report), ("--junit", args.junit)):
+        if path:
+            _output(path, option)
     placeholders = _placeholders(args.placeholders) if args.placeholders else None
     loading, testing = (batch.Progress(enabled=not args.no_progress, label=label) for label in ("loading", "testing"))
     try:
@@ -617,7 +683,7 @@ def cmd_test(args) -> int:
             rules, errors = batch.load_all(args.rules, placeholders, loading)
             loading.clear()
             suite, untested = ruletests.collect(rules)
-            results = ruletests.run(suite, targets, testing, args.time_field)
+            results = testrun.run(suite, targets, testing, args.time_field)
             testing.clear()
     except KeyboardInterrupt:
         loading.clear()
@@ -626,13 +692,13 @@ def cmd_test(args) -> int:
         return 130
     _report(errors)
     seconds = time.perf_counter() - start
-    report = ruletests.report_json(results, targets, untested, errors, seconds)
-    sys.stdout.write(report if args.format == "json" else ruletests.report_text(results, targets))
+    report = testrun.report_json(results, targets, untested, errors, seconds)
+    sys.stdout.write(report if args.format == "json" else testrun.report_text(results, targets))
     if args.report:
         batch.write_report(args.report, report)
     if args.junit:
-        batch.write_report(args.junit, ruletests.report_junit(results, targets, seconds))
-    print(ruletests.summary_line(results, targets, suite, untested, seconds), file=sys.stderr)
+        batch.write_report(args.junit, testrun.report_junit(results, targets, seconds))
+    print(testrun.summary_line(results, targets, suite, untested, seconds), file=sys.stderr)
     if not suite:
         print("no tests found: add NAME.tests.yml beside a rule, or regression_tests_path", file=sys.stderr)
-    return ruletests.exit_code(results, errors, args.fail_on)
+    return testrun.exit_code(results, errors, args.fail_on)

@@ -101,6 +101,19 @@ def columns(names) -> tuple:
     return tuple(c for c in SCHEMA if c[0] in names)
 
 
+def values(event, paths) -> dict:
+    """path -> value, for column paths of the table (`eventname`, `useridentity.arn`), as the
+    table holds them for this event (record())."""
+    row = record(event, columns({p.split(".")[0] for p in paths})) or {}
+    out = {}
+    for path in paths:
+        value = row
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        out[path] = value
+    return out
+
+
 def sigma_fields(spec=SCHEMA, key_prefix="", column_prefix="") -> dict:
     """Sigma field name -> (dotted column, type) for every member a query can reach:
     scalars and JSON members at any struct depth, and list columns (their items' fields

@@ -24,7 +24,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,9 +70,20 @@ def read_cloudtrail(con, paths, table: str = "cloudtrail_logs"):
 
 
 def connect():
-    """A new in-memory DuckDB database (the only place this module imports duckdb)."""
-    import duckdb
-    return duckdb.connect(":memory:")
+    """A new in-memory DuckDB database (the only place this module imports duckdb).
+
+    SIGINT and SIGTERM wait until the import is done: its initialisation runs Python code
+    through the C API, where a KeyboardInterrupt makes the interpreter die by SIGINT at exit,
+    whatever the program did with the exception."""
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    held = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked) if held else None
+    try:
+        import duckdb
+        return duckdb.connect(":memory:")
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 # --- rows -----------------------------------------------------------------------------------

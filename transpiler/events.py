@@ -83,9 +83,6 @@ def read_text(path, max_bytes: int = MAX_EVENT_BYTES) -> str:
         raise EventsError(f"not UTF-8 text (byte {e.start})", path=path) from None
 
 
-_read = read_text   # the name hunt.py and duckdb_events.py know it by
-
-
 def parse_events(text: str, path: str = "<string>") -> list[dict]:
     """The events in one file's text, whichever of the four shapes it has."""
     stripped = text.strip()

@@ -114,11 +114,6 @@ def find_rule_files(paths) -> tuple[list[Path], list[RuleError]]:
                     for folder in empty])
 
 
-def rule_files(paths) -> list[Path]:
-    """find_rule_files() without the errors."""
-    return find_rule_files(paths)[0]
-
-
 def load_paths(paths, placeholders=None) -> tuple[list[Rule], list[TranspileError]]:
     found, errors = find_rule_files(paths)
     rules = []

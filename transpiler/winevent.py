@@ -4,8 +4,10 @@ Windows rules use.
 An .evtx record is XML (`<Event><System>...<EventData><Data Name="Image">...`). The `evtx`
 parser (PyPI, Rust) renders each record as JSON, `{"Event": {"System": ..., "EventData": ...}}`
 with attributes under `#attributes` and element text beside them under `#text`; SigmaHQ's
-regression_data/ keeps that JSON export beside each .evtx. flatten() turns one such record
-into one flat event, as SigmaHQ's regression tooling sees it:
+regression_data/ keeps that JSON export beside each .evtx (several unnamed Data elements give
+`"Data": {"#text": [...]}`). flatten() turns one record into one flat event with the field
+names SigmaHQ's Windows rules test (its regression checker is not public: these are the names
+its rules use, and its regression data passes with them):
 
 - System: each child by its name (`EventID`, `Channel`, `Computer`, `Level`, `Keywords`, ...);
   a child's attributes as `<child>_<attribute>` (`Provider_Name`, `Provider_Guid`,

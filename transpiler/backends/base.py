@@ -10,6 +10,7 @@ filters, its option defaults) plus templates/<name>/:
 """
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 
 import jinja2
@@ -141,3 +142,14 @@ class Backend:
 
     def _unsupported(self, message: str):
         raise Unsupported(f"{self.name}: {message}")
+
+
+# ::ffff:a.b.c.d, an IPv4 address written as IPv6. The evaluator reads it as the IPv6 address it
+# is written as (README, cidr); Trino, Java and Kusto may read it as the IPv4 a.b.c.d.
+IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
+def covers_ipv4_mapped(network: str) -> bool:
+    """Whether an IPv6 network overlaps the IPv4-mapped addresses."""
+    net = ipaddress.ip_network(network)
+    return net.version == 6 and net.overlaps(IPV4_MAPPED)

@@ -13,15 +13,14 @@ TimeGenerated (AWSCloudTrail's copy of CloudTrail's eventTime).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 
 from ..errors import TranspileError, Unsupported
 from ..evaluate import compile_query, text as text_form
-from ..nodes import And, Match, Not, Op, Or, Wild
-from ..regex import compile_regex
+from ..nodes import And, Match, Not, Op, Or
+from ..regex import compile_regex, glob_regex, rust_regex
 from ..resources import resource_dir
-from .base import Backend
+from .base import Backend, covers_ipv4_mapped
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Characters written as escapes inside a "..." literal. A raw line break is a syntax error and
@@ -30,12 +29,6 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # surrogates become \uXXXX (https://learn.microsoft.com/kusto/query/scalar-data-types/string).
 _SHORT = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _RAW_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-# Kusto's regex engine is the Rust regex crate (regex.md above): Unicode \d \s \w \b, nested
-# classes and class set operators. The evaluator runs RE2, whose \d \s \w \b are ASCII and
-# whose `[` `&&` `--` `~~` inside a class are literal: these spell RE2's meaning in Rust's syntax.
-_PERL = {"d": "0-9", "w": "0-9A-Za-z_", "s": "\\t\\n\\f\\r "}
-_ESCAPE = re.compile(r"\\(?:[pP](?:\{[^}]*\}|.)|x(?:\{[^}]*\}|[0-9A-Fa-f]{2})|.)", re.DOTALL)
-_POSIX = re.compile(r"\[:\^?[a-z]+:\]")
 CHUNK = 100             # terms of one `or` chain, at most
 MAX_REGEX_GROUPS = 16   # "The maximum number of regex groups is 16." (matches-regex-operator)
 
@@ -61,8 +54,8 @@ class Kql(Backend):
     def render(self, query, parent=None):
         if isinstance(query, Not):
             arg = query.arg
-            if isinstance(arg, Match) and arg.op in (Op.EXISTS, Op.NULL):   # not exists: null
-                return self.macros.exists(Match(arg.field, Op.EXISTS, arg.op is Op.NULL))
+            if isinstance(arg, Match) and arg.op in (Op.EXISTS, Op.NULL):   # never null: the opposite test
+                return self.macros.exists(Match(arg.field, Op.EXISTS, arg.op is Op.NULL or not arg.value))
             self._negations += 1
             try:
                 return self.macros.not_(self.render(arg))   # not(...) brackets it already
@@ -77,7 +70,18 @@ class Kql(Backend):
         if isinstance(query, And):
             text = self.macros.and_(self._chunked([self.render(a, And) for a in query.args], self.macros.and_))
             return self.macros.group(text) if parent not in (None, And) else text
+        if isinstance(query, Match) and self._on_bool(query):
+            return self.macros.boolean(query, truths(query))
         return super().render(query, parent)
+
+    def _on_bool(self, m: Match) -> bool:
+        """Whether m tests a bool column (exists and null excepted: they need no text)."""
+        if m.field is None or m.op in (Op.EXISTS, Op.NULL):
+            return False
+        if m.op is Op.FIELDREF and "bool" in (self.target(m.field).type, self.target(m.value).type):
+            raise Unsupported(f"{self.name}: fieldref with the bool column of {m.field} or {m.value}: Kusto does "
+                              "not document the text of a bool", kind="bool")
+        return m.op is not Op.FIELDREF and self.target(m.field).type == "bool"
 
     def _chunked(self, parts: list, join) -> list:
         """Long lists in bracketed groups of CHUNK: Kusto's parser refuses an `or` chain of some
@@ -87,16 +91,25 @@ class Kql(Backend):
         return parts
 
     def _render_or_args(self, args) -> list[str]:
-        """An Or's children, with equalities on one field folded into in_() and networks of one
-        family on one field into cidr_any(); order of first appearance kept."""
+        """An Or's children, with equalities on one field folded into in_(), networks of one
+        family on one field into cidr_any() and tests of one bool column into one boolean();
+        order of first appearance kept."""
         def key(a):
             if isinstance(a, Match) and a.field is not None:
+                if self._on_bool(a):
+                    return "boolean", a.field
                 if a.op is Op.EQ and not isinstance(a.value, bool):
-                    return "in_", a.field, a.cased or not isinstance(a.value, str)
+                    return "in_", a.field, a.cased
                 if a.op is Op.CIDR:
                     return "cidr_any", a.field, ":" in a.value
             return None
-        return self.fold_or(args, key)
+
+        def fold(k, group):
+            if k[0] == "boolean":
+                held = {word for m in group for word in truths(m)}
+                return self.macros.boolean(group[0], [w for w in ("true", "false") if w in held])
+            return getattr(self.macros, k[0])(group)
+        return self.fold_or(args, key, fold)
 
     # --- correlations --------------------------------------------------------------------------
     def convert_correlation(self, correlation) -> str:
@@ -217,62 +230,15 @@ def regex(pattern: str) -> str:
     if compile_regex(pattern).groups > MAX_REGEX_GROUPS:
         raise Unsupported(f"kql: the regex has more than {MAX_REGEX_GROUPS} groups, Kusto's limit",
                           kind="regex")
-    rust = _rust_regex(pattern)
+    rust = rust_regex(pattern)
     if _RAW_UNSAFE.search(rust):
         return string(rust)
     return '@"' + rust.replace('"', '""') + '"'
 
 
-def _rust_regex(p: str) -> str:
-    out, i, in_class = [], 0, False
-    while i < len(p):
-        c = p[i]
-        if c == "\\":
-            tok = _ESCAPE.match(p, i).group()
-            i += len(tok)
-            if tok in ("\\Q", "\\C"):
-                raise Unsupported(f"kql: {tok} in a regex has no Kusto equivalent", kind="regex")
-            if len(tok) == 2 and tok[1] in "dDwWsS":
-                body = _PERL[tok[1].lower()]
-                out.append(f"[^{body}]" if tok[1].isupper() else body if in_class else f"[{body}]")
-            elif tok in ("\\b", "\\B") and not in_class:
-                out.append(f"(?-u:{tok})")
-            else:
-                out.append(tok)
-            continue
-        if in_class:
-            posix = _POSIX.match(p, i)
-            if posix:
-                out.append(posix.group())
-                i = posix.end()
-                continue
-            if p.startswith("--", i):
-                raise Unsupported("kql: '--' inside a regex class is a set difference in Kusto", kind="regex")
-            if c == "]":
-                in_class = False
-            out.append("\\[" if c == "[" else f"\\{c}" if c in "&~" else c)
-            i += 1
-            continue
-        out.append(c)
-        i += 1
-        if c == "[":
-            in_class = True
-            for lead in ("^", "]"):
-                if p.startswith(lead, i):
-                    out.append(lead if lead == "^" else "\\]")
-                    i += 1
-    return "".join(out)
-
-
 def glob(m: Match) -> str:
-    """A GLOB value as a regex: `matches regex` searches, so a leading or trailing `*` is left
-    out and the other ends anchored; flags: i unless cased, s so that `.` takes line breaks."""
-    parts = list(m.value)
-    head = "" if parts[0] is Wild.STAR else "^"
-    tail = "" if parts[-1] is Wild.STAR else "$"
-    parts = parts[1 if not head else 0:len(parts) - (0 if tail else 1)]
-    body = "".join(".*" if p is Wild.STAR else "." if p is Wild.ONE else re.escape(p) for p in parts)
-    return f"(?{'' if m.cased else 'i'}s){head}{body}{tail}"
+    """A GLOB value as a regex for `matches regex` (which searches): i unless cased."""
+    return glob_regex(m.value, caseless=not m.cased)
 
 
 def caseless(values) -> bool:
@@ -281,15 +247,17 @@ def caseless(values) -> bool:
     return all(v.lower() == v.upper() for v in map(str, values))
 
 
+def truths(m: Match) -> list:
+    """The bools ("true", "false") a Match on a bool column holds for: such a column has no
+    other values, and its values' texts are "true" and "false", as the evaluator reads them."""
+    test = compile_query(dataclasses.replace(m, field="f"))
+    return [word for word, value in (("true", True), ("false", False)) if test({"f": value})]
+
+
 def empty_ok(m: Match) -> bool:
     """Whether the predicate holds for an empty string, which is also how KQL reads a missing
     value: such predicates need a presence test on values that can be null."""
     return compile_query(dataclasses.replace(m, field="f"))({"f": ""})
-
-
-def covers_ipv4_mapped(network: str) -> bool:
-    """Whether an IPv6 network overlaps ::ffff:0:0/96, where Kusto may place IPv4 addresses."""
-    return ipaddress.ip_network(network).overlaps(ipaddress.ip_network("::ffff:0:0/96"))
 
 
 def _load_reserved() -> frozenset:

@@ -89,7 +89,7 @@ class Outcome:
     failed: dict = field(default_factory=dict)     # the same -> error: accepted, but running it failed
     fallback: dict = field(default_factory=dict)   # the same -> why it ran on the evaluator (fallback=True)
     undecided: dict = field(default_factory=dict)  # rule no -> event nos the engine cannot represent
-    rows: dict = field(default_factory=dict)       # event -> {column: value} of `show`, for selected events
+    rows: dict = field(default_factory=dict)       # event -> {path: value} of `show`, for selected events
     read: Read = field(default_factory=Read)
     stats: dict = field(default_factory=dict)      # engine-specific counts (e.g. rules run as SQL)
     phases: dict = field(default_factory=dict)     # seconds per step
@@ -137,8 +137,9 @@ class Engine:
         """Run `rules` (rule.Rule with a query) and `correlations` (correlation.Correlation over
         those rules) over `events` (a list of dicts, Files, or what load() returned). A rule
         the engine's backend refuses is in `refused` with the reason and has no entry in
-        `matches`. `show`: columns of the CloudTrail table (cloudtrail.SCHEMA) to report in
-        Outcome.rows for every event a rule selects, as that table holds them.
+        `matches`. `show`: column paths of the CloudTrail table (cloudtrail.SCHEMA: `eventid`,
+        `useridentity.arn`) to report in Outcome.rows for every event a rule selects, as that
+        table holds them (cloudtrail.values).
         progress(label, done, total) follows the slow steps."""
         raise NotImplementedError
 

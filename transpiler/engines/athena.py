@@ -11,8 +11,16 @@ listed in _ALLOWED is refused with the node named: never a silent approximation.
 - json_extract_scalar: Trino's legacy JSON path ($.key, $["key"], [n]) on JSON text; a string,
   number (its text as written) or boolean reads as text; an object, array or null, a missing
   key and JSON that does not parse are NULL; the first of duplicate keys wins (JsonExtract).
-- regexp_like: java.util.regex find() through a JVM (the `java` object's find(pattern, text));
-  Trino's default library is Joni with Java syntax, which the backend's translation targets.
+- regexp_like, regexp_replace: Trino's default regex library, Joni in Java syntax over UTF-8,
+  run in a JVM (TrinoRegex.java beside this file, on Debian's libjruby-joni-java), searched as
+  regexp_like searches and replaced as regexp_replace replaces (JoniRegexpFunctions: every
+  match, $n and ${name} in the replacement). Without Java and the jars, rules whose query uses
+  them are refused with that reason.
+- from_iso8601_timestamp (in TRY): Joda's ISODateTimeFormat.dateTimeParser with the offset kept,
+  milliseconds (calendar dates, 'T', hh[:mm[:ss]][.fraction], Z or +hh[:mm]); AT TIME ZONE,
+  element_at, transform, split, rpad, replace, CASE, BETWEEN and the date parts mean in DuckDB
+  what they mean in Trino for these values; concat is NULL when an argument is (DuckDB's
+  skips NULLs, so it is written with ||).
 - TRY_CAST(x AS IPADDRESS): Guava's InetAddresses.forString (no leading zeros, no zone); an
   IPv4 address is stored as ::ffff:a.b.c.d (IpAddressOperators).
 - contains(network, address): IPv4-mapped addresses and networks count as IPv4; a network and
@@ -24,6 +32,8 @@ listed in _ALLOWED is refused with the node named: never a silent approximation.
 - TRY(part(from_iso8601_timestamp(x))): Joda's ISODateTimeFormat.dateTimeParser with the
   offset kept (calendar dates, 'T', hh[:mm[:ss]][.fraction], Z or +hh[:mm]); the part is read
   in the value's own offset, UTC without one (Athena's session zone).
+- TRY(x): NULL where x fails (Trino catches invalid arguments and casts, which is all the
+  functions above raise).
 - any_match: true if an element matches, NULL if none does but the predicate is NULL for one,
   false otherwise (also for an empty array).
 
@@ -55,9 +65,16 @@ class NotEmulated(Exception):
 class Athena(Engine):
     name = "athena"
 
-    def __init__(self, java=None, **options):
-        super().__init__(**options)
-        self.java = java   # an object with find(pattern, text) -> bool running java.util.regex
+    def __init__(self, time_field: str | None = "eventTime", fallback: bool = False, regex=None):
+        super().__init__(time_field, fallback)
+        # Trino's regex library (find, replace): given, or a Joni JVM started at the first run
+        # where Java and the jars are installed, stopped by close()
+        self.regex, self._own_regex = regex, False
+
+    def close(self):
+        if self._own_regex:
+            self.regex.close()
+            self.regex, self._own_regex = None, False
 
     def unavailable(self):
         try:
@@ -72,17 +89,19 @@ class Athena(Engine):
         from .. import duckdb_events
         from ..backends.sql import Athena as AthenaBackend
 
+        if self.regex is None and Joni.available():
+            self.regex, self._own_regex = Joni(), True
         out = Outcome()
         reasons = out.stats.setdefault("undecided", {})   # why events are undecided -> count
         backend = AthenaBackend()
         con = duckdb_events.connect()
-        functions(con, self.java)
+        functions(con, self.regex)
         cloudtrail_loaded = False
         try:
             for n, rule in enumerate(rules):
                 try:
                     query = backend.convert(rule)
-                    sql = translate(query, regex=self.java is not None)
+                    sql = translate(query, regex=self.regex is not None)
                 except Unsupported as e:
                     out.refused[n] = e.message
                     continue
@@ -131,9 +150,11 @@ _PARTS = {"Hour": "hour", "Minute": "minute", "Day": "day", "DayOfMonth": "day",
 _ALLOWED = {"Select", "Star", "From", "Table", "Where", "Identifier", "Column", "Dot", "Literal",
             "Boolean", "Null", "And", "Or", "Not", "Paren", "EQ", "NEQ", "GT", "GTE", "LT", "LTE",
             "In", "Is", "Like", "Escape", "Coalesce", "Lambda", "DataType", "Anonymous", "Case", "If",
-            "Cast"}
-_OURS = {"trino_json_extract_scalar", "trino_regexp_like", "trino_contains", "trino_ipaddress",
-         "trino_double", "trino_lower", "trino_time_part"}
+            "Cast", "Try", "Neg", "DPipe", "AtTimeZone", "Between", "Bracket", "Array", "Split",
+            "Pad", "Replace", "Transform", "ArrayElementAt", *_PARTS}
+_OURS = {"trino_json_extract_scalar", "trino_regexp_like", "trino_regexp_replace", "trino_contains",
+         "trino_ipaddress", "trino_double", "trino_lower", "trino_time_part", "trino_from_iso8601_timestamp",
+         "element_at", "transform", "split", "rpad", "replace"}
 
 
 def translate(athena_sql: str, regex: bool = True) -> str:
@@ -152,10 +173,29 @@ def translate(athena_sql: str, regex: bool = True) -> str:
             return call("trino_json_extract_scalar", node.this, exp.Literal.string(json.dumps(_keys(node.expression))))
         if isinstance(node, exp.RegexpLike):
             if not regex:
-                raise NotEmulated("regexp_like needs a JVM (java.util.regex), and none is given")
+                raise NotEmulated("regexp_like needs Trino's regex library (Joni: Java and libjruby-joni-java)")
             if node.args.get("flag") is not None:
                 raise NotEmulated("regexp_like with flags")
             return call("trino_regexp_like", node.this, node.expression)
+        if isinstance(node, exp.RegexpReplace):
+            if not regex:
+                raise NotEmulated("regexp_replace needs Trino's regex library (Joni: Java and libjruby-joni-java)")
+            if set(node.args) - {"this", "expression", "replacement"}:
+                raise NotEmulated(f"{node.sql('trino')}")
+            return call("trino_regexp_replace", node.this, node.expression,
+                        node.args.get("replacement") or exp.Literal.string(""))
+        if isinstance(node, exp.FromISO8601Timestamp):
+            return call("trino_from_iso8601_timestamp", node.this)
+        if isinstance(node, exp.Concat):   # NULL if any part is NULL, as in Trino
+            parts = node.expressions
+            joined = parts[0]
+            for part in parts[1:]:
+                joined = exp.DPipe(this=joined, expression=part, safe=False)
+            return exp.Paren(this=joined)
+        if isinstance(node, exp.AtTimeZone):
+            if node.args.get("zone") is None or node.args["zone"].sql("trino") != "'UTC'":
+                raise NotEmulated(f"{node.sql('trino')}")
+            return node
         if isinstance(node, exp.ArrayContains):   # sqlglot reads Trino's contains(network, ip) so
             return call("trino_contains", node.this, node.expression)
         if isinstance(node, (exp.TryCast, exp.Cast)):
@@ -174,7 +214,7 @@ def translate(athena_sql: str, regex: bool = True) -> str:
             if type(inner).__name__ in _PARTS and isinstance(inner.this, exp.FromISO8601Timestamp):
                 return call("trino_time_part", exp.Literal.string(_PARTS[type(inner).__name__]),
                             inner.this.this)
-            raise NotEmulated(f"TRY({inner.sql('trino')})")
+            return node   # TRY: NULL where the inner expression fails; DuckDB's TRY does the same
         if kind == "Anonymous" and node.name.lower() not in _OURS | {"any_match"}:
             raise NotEmulated(f"the function {node.name}")
         return node
@@ -222,14 +262,15 @@ def _any_match(array, lam) -> str:
 
 # --- Trino's functions in Python -------------------------------------------------------------
 
-def functions(con, java=None):
+def functions(con, regex=None):
     """Register the trino_* functions on a DuckDB connection."""
-    from duckdb.sqltypes import BIGINT, BOOLEAN, DOUBLE, VARCHAR
+    from duckdb.sqltypes import BIGINT, BOOLEAN, DOUBLE, TIMESTAMP_TZ, VARCHAR
 
     def add(name, fn, args, result):
         # Trino's functions return NULL for a NULL argument; a NULL result is allowed
-        strict = (lambda a: None if a is None else fn(a)) if len(args) == 1 else \
-            (lambda a, b: None if a is None or b is None else fn(a, b))   # DuckDB reads the arity
+        strict = {1: lambda a: None if a is None else fn(a),    # DuckDB reads the arity
+                  2: lambda a, b: None if a is None or b is None else fn(a, b),
+                  3: lambda a, b, c: None if None in (a, b, c) else fn(a, b, c)}[len(args)]
         con.create_function(name, strict, args, result, type="native", null_handling="special",
                             side_effects=False)
 
@@ -239,8 +280,10 @@ def functions(con, java=None):
     add("trino_contains", contains, [VARCHAR, VARCHAR], BOOLEAN)
     add("trino_double", parse_double, [VARCHAR], DOUBLE)
     add("trino_time_part", time_part, [VARCHAR, VARCHAR], BIGINT)
-    if java is not None:
-        add("trino_regexp_like", lambda s, p: java.find(p, s), [VARCHAR, VARCHAR], BOOLEAN)
+    add("trino_from_iso8601_timestamp", from_iso8601_timestamp, [VARCHAR], TIMESTAMP_TZ)
+    if regex is not None:
+        add("trino_regexp_like", lambda s, p: regex.find(p, s), [VARCHAR, VARCHAR], BOOLEAN)
+        add("trino_regexp_replace", lambda s, p, r: regex.replace(p, s, r), [VARCHAR, VARCHAR, VARCHAR], VARCHAR)
 
 
 class _Number(str):
@@ -366,22 +409,46 @@ _ISO = re.compile(r"(?P<y>[+-]?[0-9]{1,9})(?:-(?P<mo>[0-9]{1,2})(?:-(?P<d>[0-9]{
                   r"(?P<z>Z|[+-](?P<oh>[0-9]{1,2})(?::?(?P<om>[0-9]{2})(?::?(?P<os>[0-9]{2})(?:[.,][0-9]{1,3})?)?)?)?)?")
 
 
-def time_part(part: str, s: str):
-    """TRY(part(from_iso8601_timestamp(s))) in the value's own offset; NULL where it fails."""
+def _joda(s: str):
+    """The local time and its offset (a timedelta, UTC when the text has none), or None."""
     m = _ISO.fullmatch(s)
     if m is None:
         return None
     g = {k: int(v) for k, v in m.groupdict().items() if v is not None and k not in ("f", "z")}
     if g.get("oh", 0) > 23 or g.get("om", 0) > 59 or g.get("os", 0) > 59:
         return None
+    fraction = (m.group("f") or ".")[1:]
     try:
         moment = datetime.datetime(g["y"], g.get("mo", 1), g.get("d", 1), g.get("h", 0), g.get("mi", 0),
-                                   g.get("s", 0))
+                                   g.get("s", 0), int(fraction[:3].ljust(3, "0")) * 1000)   # milliseconds
     except (ValueError, OverflowError):
         return None
+    sign = -1 if (m.group("z") or "").startswith("-") else 1
+    offset = sign * datetime.timedelta(hours=g.get("oh", 0), minutes=g.get("om", 0), seconds=g.get("os", 0))
+    return moment, offset
+
+
+def time_part(part: str, s: str):
+    """TRY(part(from_iso8601_timestamp(s))) in the value's own offset; NULL where it fails."""
+    read = _joda(s)
+    if read is None:
+        return None
+    moment = read[0]
     if part == "week":
         return moment.isocalendar()[1]
     return getattr(moment, part)
+
+
+def from_iso8601_timestamp(s: str):
+    """The instant, or NULL where Trino raises (TRY gives NULL then too)."""
+    read = _joda(s)
+    if read is None:
+        return None
+    moment, offset = read
+    try:
+        return moment.replace(tzinfo=datetime.timezone(offset))
+    except ValueError:
+        return None
 
 
 # --- the generic table --------------------------------------------------------------------------
@@ -449,3 +516,56 @@ def _held(row, tree, parts) -> list:
         if i < len(parts) - 1:
             tree = tree[part.lower()][1]
     return [] if row is None else [row]
+
+
+# --- Trino's regex library ---------------------------------------------------------------------
+
+JONI_JARS = ("/usr/share/java/joni.jar", "/usr/share/java/jcodings.jar")   # Debian libjruby-joni-java
+
+
+class Joni:
+    """TrinoRegex.java (beside this file) compiled into a temporary folder and run as one JVM."""
+
+    def __init__(self):
+        import subprocess
+        import tempfile
+        from pathlib import Path
+
+        self.dir = tempfile.mkdtemp(prefix="trino-regex-")
+        classpath = ":".join(JONI_JARS)
+        source = Path(__file__).with_name("TrinoRegex.java")
+        subprocess.run(["javac", "-cp", classpath, "-d", self.dir, str(source)], check=True, capture_output=True)
+        self.proc = subprocess.Popen(["java", "-cp", f"{self.dir}:{classpath}", "TrinoRegex"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, encoding="utf-8")
+        self.cache = {}
+
+    @staticmethod
+    def available() -> bool:
+        import os
+        import shutil
+        return bool(shutil.which("java") and shutil.which("javac")) and all(os.path.exists(j) for j in JONI_JARS)
+
+    def _call(self, *fields):
+        import base64
+        if fields not in self.cache:
+            line = "\t".join([fields[0], *(base64.b64encode(f.encode("utf-8")).decode() for f in fields[1:])])
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+            answer = self.proc.stdout.readline().rstrip("\n")
+            if answer.startswith("E"):
+                raise TrinoError(base64.b64decode(answer[1:]).decode("utf-8"))
+            self.cache[fields] = answer
+        return self.cache[fields]
+
+    def find(self, pattern: str, text: str) -> bool:
+        return self._call("find", pattern, text) == "1"
+
+    def replace(self, pattern: str, text: str, replacement: str) -> str:
+        import base64
+        return base64.b64decode(self._call("replace", pattern, text, replacement)).decode("utf-8")
+
+    def close(self):
+        import shutil
+        self.proc.stdin.close()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)

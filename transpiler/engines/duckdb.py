@@ -20,11 +20,13 @@ generic table). The only module that imports duckdb, through duckdb_events.conne
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import importlib.util
 import os
 import threading
 import time
+import weakref
 from collections import defaultdict
 
 from .. import cloudtrail, correlation, duckdb_events
@@ -56,9 +58,11 @@ class DuckDB(Engine):
         self.mapping_file = mapping_file
 
     def unavailable(self) -> str | None:
-        if importlib.util.find_spec("duckdb") is None:
-            return "the duckdb package is not installed (pip install duckdb)"
-        return None
+        try:
+            found = importlib.util.find_spec("duckdb") is not None
+        except (ImportError, ValueError):     # hidden, or left half-imported
+            found = False
+        return None if found else "the duckdb package is not installed (pip install duckdb)"
 
     def load(self, source, progress=None) -> "Tables":
         return Tables(source, self.threads, progress)
@@ -79,25 +83,31 @@ class Tables(Loaded):
     def __init__(self, source, threads: int, progress=None):
         super().__init__(source)
         self.threads = threads
-        self.con = duckdb_events.connect()
+        self.con = None if isinstance(source, Files) else duckdb_events.connect()   # Files: on the thread
         self.made = set()            # tables loaded
         self.read = Read(records=0 if isinstance(source, Files) else len(source))
         self.seconds = 0.0
         self._thread = self._error = None
+        self._done = threading.Event()     # set by the thread when it leaves DuckDB for good
+        self._stopping = False
         if isinstance(source, Files):
             try:
                 staged = duckdb_events.stage_files(source.paths, (
                     lambda done, total: progress("reading logs", done, total)) if progress else None,
                     source.max_bytes)
             except BaseException:
-                self.con.close()
+                self._done.set()
                 raise
             self._thread = threading.Thread(target=self._scan, args=(staged,), daemon=True)
+            _LIVE.add(self)
             self._thread.start()
 
     def _scan(self, staged):
         start = time.perf_counter()
         try:
+            self.con = duckdb_events.connect()
+            if self._stopping:
+                return
             # One DuckDB thread while Python loads the rules on the other core, unless the logs
             # take much longer than that; all of them for the queries.
             self.con.execute(f"SET threads = {1 if staged.size < SMALL_LOGS else self.threads}")
@@ -111,10 +121,12 @@ class Tables(Loaded):
         finally:
             staged.cleanup()
             self.seconds = time.perf_counter() - start
+            self._done.set()
 
     def ready(self):
         """Wait for the files to be in DuckDB."""
         if self._thread is not None:
+            self._done.wait()
             self._thread.join()
             self._thread = None
             if self._error is not None:
@@ -153,17 +165,31 @@ class Tables(Loaded):
         return out
 
     def close(self):
-        if self._thread is not None and self._thread.is_alive():
-            self.con.interrupt()
+        # Not Thread.is_alive(): a join() that Ctrl-C interrupted may have marked the thread
+        # stopped while it still runs (CPython 3.11).
+        self._stopping = True
+        if self._thread is not None and self._thread.ident is not None:
+            if not self._done.is_set() and self.con is not None:
+                self.con.interrupt()
+            self._done.wait()
             self._thread.join()
         self._thread = None
-        self.con.close()
+        _LIVE.discard(self)
+        if self.con is not None:
+            self.con.close()
+
+
+# Tables whose thread may still be inside DuckDB. At exit, before Python stops its threads (a
+# thread stopped inside DuckDB aborts the process), each is closed: a safety net for a run
+# interrupted between starting the thread and entering the `with` that would close it.
+_LIVE = weakref.WeakSet()
+atexit.register(lambda: [t.close() for t in list(_LIVE)])
 
 
 def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) -> Outcome:
     import duckdb
-    start = time.perf_counter()
     tables.ready()
+    start = time.perf_counter()
     out = Outcome(read=tables.read)
     out.phases["logs"] = tables.seconds
     con = tables.con
@@ -174,7 +200,7 @@ def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) ->
             out.refused[n] = "not a detection rule (a correlation or filter document)"
             continue
         try:
-            sql, table = _query(backend, rule)
+            where, table = _query(backend, rule)
         except TranspileError as e:
             if not engine.fallback:
                 out.refused[n] = e.message
@@ -190,7 +216,7 @@ def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) ->
             if narrow is None:        # a required value no event has: nothing to select
                 out.matches[n] = []
                 continue
-        statements.append((n, f"SELECT {n} AS rule, row_id FROM ({sql}) AS q WHERE {_narrow_sql(narrow)}"))
+        statements.append((n, f"SELECT {n} AS rule, row_id FROM {table} WHERE {_narrow_sql(narrow)} AND ({where})"))
     out.stats["sql"] = len(statements)
     hits = defaultdict(list)
     batches = [statements[i:i + BATCH] for i in range(0, len(statements), BATCH)]
@@ -218,13 +244,17 @@ def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) ->
 
 
 def _query(backend, rule) -> tuple[str, str]:
-    """The rule's query as `convert -t duckdb` writes it, and the table it reads."""
-    sql = backend.convert(rule)
-    table = backend.table()
-    if table not in (cloudtrail.TABLE, GENERIC):
-        raise Unsupported(f"the mapping reads table {table!r}; this engine loads events into "
-                          f"{cloudtrail.TABLE} and {GENERIC} only")
-    return sql, table
+    """The WHERE clause `convert -t duckdb` writes for the rule (its query is SELECT * FROM
+    table WHERE that: templates/duckdb/query.j2), and the table."""
+    try:
+        backend.mapping = backend.mapping_for(rule)
+        table = backend.table()
+        if table not in (cloudtrail.TABLE, GENERIC):
+            raise Unsupported(f"the mapping reads table {table!r}; this engine loads events into "
+                              f"{cloudtrail.TABLE} and {GENERIC} only")
+        return backend.render(rule.query), table
+    except TranspileError as e:
+        raise e.located(rule.label, "detection") from None
 
 
 def _execute(con, batch, out, fallback, slow, duckdb) -> list:
@@ -301,13 +331,13 @@ def _on_evaluator(tables: Tables, rule, present) -> list:
 
 
 def _rows(con, keys, show) -> dict:
-    """key -> {column: value} of the CloudTrail table, for the columns asked."""
+    """key -> {path: value} of the CloudTrail table, for the column paths asked."""
     if not keys:
         return {}
-    names = [c for c, _, _ in cloudtrail.columns(show)]
-    found = con.execute(f"SELECT row_id, {', '.join(map(identifier, names))} FROM {cloudtrail.TABLE} "
-                        f"WHERE row_id IN (SELECT unnest($rows))", {"rows": keys}).fetchall()
-    return {r[0]: dict(zip(names, r[1:])) for r in found}
+    columns = ", ".join(".".join(map(identifier, path.split("."))) for path in show)
+    found = con.execute(f"SELECT row_id, {columns} FROM {cloudtrail.TABLE} WHERE row_id IN (SELECT unnest($rows))",
+                        {"rows": keys}).fetchall()
+    return {r[0]: dict(zip(show, r[1:])) for r in found}
 
 
 # --- correlations ---------------------------------------------------------------------------

@@ -32,7 +32,6 @@ class Evaluator(Engine):
         ruleset = RuleSet([rules[n] for n in usable])
         uses = _uses(rules, correlations)     # rule no -> [(correlation no, its place there)]
         selected = [[] for _ in correlations]
-        spec = cloudtrail.columns(show)
         hits_of = {n: [] for n in usable}
         for event_key, event in _events(source, out.read, progress):
             hits = [usable[i] for i in _numbers(ruleset, event, event_key, usable, out.failed)]
@@ -40,8 +39,8 @@ class Evaluator(Engine):
                 continue
             for n in hits:
                 hits_of[n].append(event_key)
-            if spec:
-                out.rows[event_key] = cloudtrail.record(event, spec) or {}
+            if show:
+                out.rows[event_key] = cloudtrail.values(event, show)
             found = defaultdict(list)
             for n in hits:
                 for c_no, k in uses.get(n, ()):

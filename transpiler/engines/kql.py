@@ -10,8 +10,8 @@ left out on purpose, each with its reason, never compared silently:
   non-ASCII letters compared case-insensitively (Kusto's folding, README); correlations (no
   such operators). Anything else duckdb-kql cannot translate is refused with its message.
 - events (Outcome.undecided, reasons counted in Outcome.stats["undecided"]): a string column
-  holds one string and Kusto stores a missing one as "" (README), so a field with several
-  values or an empty string cannot be told apart; a JSON null inside a JSON column (duckdb-kql
+  holds one string, so not a field with several values; Kusto stores a missing string as ""
+  (README), so where a rule tells "" from a missing field, events with either are undecided; a JSON null inside a JSON column (duckdb-kql
   reads it as a value, Kusto as null); a bool or datetime column given something else; a
   non-ASCII letter in a value a rule compares case-insensitively.
 
@@ -22,13 +22,13 @@ members as JSON text, as the Sentinel connector stores them).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
-import json
 import re
 
 from . import Engine, Outcome
 from ..errors import Unsupported
-from ..evaluate import field_values, text, timestamp
+from ..evaluate import compile_query, field_values, text, timestamp
 from ..nodes import Match, Op, Wild, walk
 
 ROW = "sigma_row_id"   # the column telling which event a row is
@@ -144,10 +144,7 @@ def _string_cell(values):
         return None, "a string column holds one value; the field has several"
     if not values:
         return "", None
-    v = text(values[0])
-    if v == "":
-        return "", "Kusto stores a missing string as \"\", so an empty string cannot be told apart"
-    return v, None
+    return text(values[0]), None
 
 
 def _generic_cells(fields, events) -> dict:
@@ -225,17 +222,38 @@ def _create(con, table: str, columns: dict, events):
                         [[n] + [columns[c][1][n][0] for c in names] for n in range(len(events))])
 
 
+_EMPTY = "Kusto stores a missing string as \"\", and the rule tells an empty string from a missing one"
+
+
+def _tells_empty(query) -> set:
+    """The fields on which some predicate of the query holds for "" and not for a missing value
+    (or the reverse): in a string column, both are ""."""
+    out = set()
+    for m in walk(query):
+        if isinstance(m, Match) and m.field and m.op is not Op.FIELDREF:
+            test = compile_query(dataclasses.replace(m, field="f"))
+            if test({"f": ""}) != test({}):
+                out.add(m.field)
+        elif isinstance(m, Match) and m.op is Op.FIELDREF:
+            out.update((m.field, m.value))   # "" = "" holds, missing = missing does not
+    return out
+
+
 def _undecided(mapping, fields, columns, events, query) -> dict:
     """{event no: reason} for the events the table cannot hold as the rule reads them."""
     folded = {m.field for m in walk(query) if isinstance(m, Match) and not m.cased and m.field}
+    empty = _tells_empty(query)
     out = {}
     for f in fields:
         target = mapping.resolve(f)
-        cells = columns.get(target.column, (None, ()))[1]
+        kind, cells = columns.get(target.column, (None, ()))
         for n, event in enumerate(events):
             if n in out:
                 continue
             reason = cells[n][1] if n < len(cells) else None
+            if reason is None and f in empty and kind == "string" and not target.json_path \
+                    and [text(v) for v in field_values(event, f)] in ([], [""]):
+                reason = _EMPTY
             if reason is None and f in folded and any(_non_ascii_letter(text(v)) for v in field_values(event, f)):
                 reason = "non-ASCII letters compared case-insensitively follow Kusto's folding (README)"
             if reason:

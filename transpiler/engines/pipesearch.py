@@ -110,9 +110,8 @@ class PipeSearch(Engine):
             else:
                 out.refused[f"c{c_no}"] = "the pipe-search interpreter runs no correlation queries"
         if show:
-            spec = cloudtrail.columns(show)
             chosen = {k for ks in out.matches.values() for k in ks}
-            out.rows = {k: cloudtrail.record(e, spec) or {} for k, e in numbered if k in chosen}
+            out.rows = {k: cloudtrail.values(e, show) for k, e in numbered if k in chosen}
         return out
 
 
