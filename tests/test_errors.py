@@ -37,6 +37,8 @@ WHERE = {
     "err-map-as-value": ("detection.sel.x", None),
     "err-fieldref-with-contains": ("detection.sel.x|fieldref|contains", None),
     "err-null-with-contains": ("detection.sel.x|contains", None),
+    "err-number-beyond-double": ("detection.sel.eventVersion|gt", None),
+    "err-number-infinite": ("detection.sel.n|lt", None),
 }
 ERROR_CASES = [c for c in load_cases() if c.error]
 

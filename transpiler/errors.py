@@ -37,6 +37,8 @@ KINDS = {
     "json-array": "unsupported: a field inside a JSON array the target cannot search",
     "array": "unsupported: a field inside an array the target cannot search",
     "map": "unsupported: a field inside a map the target cannot read as JSON",
+    "bool": "unsupported: the target cannot say what a bool column's text is",
+    "json": "unsupported: a path inside a JSON column the target cannot read exactly",
     "too-long": "unsupported: the query is over the import format's length limit",
     "not-generated": "unsupported: a rule a correlation uses with generate: false",
 }
