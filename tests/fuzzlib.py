@@ -99,8 +99,11 @@ def _case(draw, s: str) -> str:
 @st.composite
 def term(draw, field_name, shape, fields):
     """A field condition on field_name, with the texts that hit it."""
-    family = draw(st.sampled_from(["plain", "plain", "plain", "encoded", "re", "cidr", "exists", "null",
-                                   "compare", "time", "fieldref", "scalar", "windash", "expand"]))
+    families = ["plain", "plain", "plain", "encoded", "re", "cidr", "exists", "null",
+                "compare", "time", "fieldref", "scalar", "windash", "expand"]
+    if field_name == "eventTime":   # a datetime column in Sentinel: times are what rules test there
+        families = ["time", "time", "exists"]
+    family = draw(st.sampled_from(families))
     if family == "plain":
         pos = draw(st.sampled_from(["", "contains", "startswith", "endswith"]))
         pairs = draw(st.lists(plain_value(), min_size=1, max_size=3))
