@@ -8,24 +8,18 @@ a file with a bad rule still yields its good ones, and a batch goes on.
 from __future__ import annotations
 
 import datetime
-import difflib
 import fnmatch
 import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from . import detection, files
-from .condition import parse_condition
+from . import files
 from .errors import ConditionError, RuleError, TranspileError
 from .nodes import AllOf, And, Not, OneOf, Or, Query, Ref, and_, or_
 
-try:  # the C loader is ten times faster; fall back where libyaml is missing
-    _Loader = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
+# PyYAML, Lark and the IR builder are imported when a rule is parsed, not before: a warm
+# `convert` (transpiler/cache.py) never needs them.
 
 # Bounds that keep one hostile file from stalling a batch (README "Security").
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -33,24 +27,8 @@ MAX_VALUES = 1_000_000          # scalars in one document once YAML aliases are 
 MAX_CONDITION_DEPTH = 200       # nesting of and/or/not in a condition
 MAX_YAML_DEPTH = 500            # libyaml's composer recurses in C: deeper input crashes it
 _BRACKETS = re.compile(r"[\[\]{}]")
-_INDENT = re.compile(r"^[ \t]*", re.M)
+_DEEP_INDENT = re.compile(r"^[ \t]{%d}" % (MAX_YAML_DEPTH * 2 + 1), re.M)
 _DASHES = re.compile(r"(?:-[ \t]+){%d,}" % MAX_YAML_DEPTH)
-
-
-class _RuleLoader(_Loader):
-    """The YAML loader for rules: a duplicate key is an error, not a silent overwrite."""
-
-    def construct_mapping(self, node, deep=False):
-        mapping = super().construct_mapping(node, deep=deep)
-        if len(mapping) < len(node.value):      # fewer keys than entries: one came twice
-            seen = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=deep)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        "while reading a map", node.start_mark, f"duplicate key {key!r}", key_node.start_mark)
-                seen.add(key)
-        return mapping
 
 
 LEVELS = ("informational", "low", "medium", "high", "critical")
@@ -125,16 +103,21 @@ def load_paths(paths, placeholders=None) -> tuple[list[Rule], list[TranspileErro
 
 
 def load_file(path, placeholders=None) -> tuple[list[Rule], list[TranspileError]]:
-    """Every document of one rule file. Only a regular file of at most MAX_FILE_BYTES is read,
-    and only that much of it (its size is checked before reading)."""
+    """Every document of one rule file."""
     path = str(path)
+    data, errors = read_file(path)
+    return ([], errors) if data is None else load_text(data, path, placeholders)
+
+
+def read_file(path: str) -> tuple[bytes | None, list[TranspileError]]:
+    """A rule file's bytes, or None and the error. Only a regular file of at most
+    MAX_FILE_BYTES is read, and only that much of it (its size is checked before reading)."""
     try:
-        data = files.read_limited(path, MAX_FILE_BYTES)
+        return files.read_limited(path, MAX_FILE_BYTES), []
     except files.TooLarge as e:
-        return [], [RuleError(str(e), path=path, kind="yaml")]
+        return None, [RuleError(str(e), path=path, kind="yaml")]
     except files.Unreadable as e:
-        return [], [RuleError(str(e), path=path, kind="io")]
-    return load_text(data, path, placeholders)
+        return None, [RuleError(str(e), path=path, kind="io")]
 
 
 def load_text(data, path="<string>", placeholders=None) -> tuple[list[Rule], list[TranspileError]]:
@@ -151,8 +134,9 @@ def load_text(data, path="<string>", placeholders=None) -> tuple[list[Rule], lis
     rules, errors = [], []
     if _too_deep(data):
         return [], [RuleError(f"YAML nested deeper than {MAX_YAML_DEPTH} levels", path=path, kind="yaml")]
+    from . import yamlload
     try:
-        for i, doc in enumerate(yaml.load_all(data, Loader=_RuleLoader)):
+        for i, doc in enumerate(yamlload.load_all(data)):
             if doc is None:
                 continue
             try:
@@ -165,7 +149,7 @@ def load_text(data, path="<string>", placeholders=None) -> tuple[list[Rule], lis
                 errors.append(e.located(_label(path, i)))
             except RecursionError:
                 errors.append(RuleError("nested too deeply", path=_label(path, i), kind="structure"))
-    except yaml.YAMLError as e:
+    except yamlload.YAMLError as e:
         errors.append(RuleError(_yaml_message(e), path=path, kind="yaml"))
     except RecursionError:
         errors.append(RuleError("YAML nested too deeply", path=path, kind="yaml"))
@@ -223,13 +207,14 @@ class _Errors(Exception):
 
 def _too_deep(text: str) -> bool:
     """A cheap upper bound on YAML nesting (brackets in quotes count too: harmless for rules)."""
-    depth = deepest = 0
-    for m in _BRACKETS.finditer(text):
-        depth = depth + 1 if m.group() in "[{" else max(depth - 1, 0)
-        deepest = max(deepest, depth)
-    if deepest > MAX_YAML_DEPTH or _DASHES.search(text):
-        return True
-    return max(map(len, _INDENT.findall(text)), default=0) > MAX_YAML_DEPTH * 2
+    if text.count("[") + text.count("{") > MAX_YAML_DEPTH:     # else they cannot nest deeper
+        depth = deepest = 0
+        for m in _BRACKETS.finditer(text):
+            depth = depth + 1 if m.group() in "[{" else max(depth - 1, 0)
+            deepest = max(deepest, depth)
+        if deepest > MAX_YAML_DEPTH:
+            return True
+    return bool(_DASHES.search(text) or _DEEP_INDENT.search(text))
 
 
 def _check_size(doc):
@@ -253,7 +238,7 @@ def _check_size(doc):
         stack.extend((v, False) for v in items)
 
 
-def _yaml_message(e: yaml.YAMLError) -> str:
+def _yaml_message(e) -> str:
     mark = getattr(e, "problem_mark", None)
     where = f"line {mark.line + 1} col {mark.column + 1}: " if mark else ""
     problem = getattr(e, "problem", None) or str(e)
@@ -323,6 +308,8 @@ def _check_metadata(doc, problem):
 
 def _detection(section: dict, key: str, placeholders):
     """Build every selection, parse the condition(s), resolve names; collect all errors."""
+    from . import detection
+    from .condition import parse_condition
     errors, selections = [], {}
     for name, body in section.items():
         if name in ("condition", "timeframe", "rules"):
@@ -407,6 +394,7 @@ def _names(pattern, selections) -> list[str]:
 
 
 def _suggest(name, selections) -> str:
+    import difflib
     close = difflib.get_close_matches(name, list(selections), n=3, cutoff=0.6)
     return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
