@@ -1,5 +1,8 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,11 @@ sys.path.insert(0, str(HERE))
 
 SHARED = HERE.parent.parent / "shared"
 CORPUS = SHARED / "corpus"
+
+# convert's cache (transpiler/cache.py) goes to a folder of this test session, not the user's
+# ~/.cache: the tests then also run convert warm, and must see the same outputs.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="sigma-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 
 
 def missing_tool(reason: str):

@@ -16,9 +16,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import yaml
-
-from . import backends, batch, correlation, files, formats
+from . import backends, batch, cache, files, formats
 from .errors import RuleError, TranspileError, printable
 from .events import MAX_EVENT_BYTES, find_event_files
 from .formats import write_atomic  # noqa: F401  (kept importable from here)
@@ -105,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     ci.add_argument("--report", metavar="FILE", help="write a JSON report: counts and every rule's result")
     ci.add_argument("--junit", metavar="FILE", help="write JUnit XML: one test case per rule")
     ci.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
+    ci.add_argument("--no-cache", action="store_true",
+                    help="neither read nor write the cache of converted rules (also: SIGMA_TRANSPILE_NO_CACHE=1)")
     convert.set_defaults(func=cmd_convert)
 
     explain = sub.add_parser("explain", help="analyse rules: stages, exclusions, indicators, coverage")
@@ -219,6 +219,7 @@ def _load(args):
 
 
 def _placeholders(path) -> dict:
+    import yaml
     try:
         data = yaml.safe_load(files.read_limited(path, MAX_FILE_BYTES).decode("utf-8"))
     except (files.Unreadable, UnicodeDecodeError, yaml.YAMLError) as e:
@@ -238,6 +239,7 @@ def _report(errors):
 def cmd_check(args) -> int:
     rules, errors = _load(args)
     unloaded = len({e.path for e in errors})    # documents, files or folders that gave no rule
+    from . import correlation
     errors += correlation.resolve(rules)[2]     # references of correlations and filters
     errors += duplicates(rules)
     if args.require_tests:
@@ -343,16 +345,23 @@ def cmd_convert(args) -> int:
     _convert_outputs(args, fmt)
     _mapping_option(args)
     keep = batch.selector(args.level, args.status, args.tag)
-    backend = backends.get(args.target)(mapping_file=args.mapping, table=args.table)
+    backend = _LazyBackend(args)
     placeholders = _placeholders(args.placeholders) if args.placeholders else None
+    cached = (cache.Conversion.open(args.target, args.mapping, args.table, placeholders)
+              if cache.enabled(args.no_cache) else None)
     loading, progress, writing = (batch.Progress(enabled=not args.no_progress, label=label)
                                   for label in ("loading", "converting", "writing"))
     try:
         with _terminate_as_exit():
-            rules, errors = batch.load_all(args.rules, placeholders, loading)
+            rules, errors = batch.load_all(args.rules, placeholders, loading, cached)
+            if cached is not None and cached.needs_full_rules(rules):
+                cached = None         # filters or correlations: every rule in full, nothing cached
+                rules, errors = batch.load_all(args.rules, placeholders, loading)
             loading.clear()
-            records, excluded = batch.convert_all(backend, rules, errors, keep, progress)
+            records, excluded = batch.convert_all(backend, rules, errors, keep, progress, cached)
             progress.clear()
+            if cached is not None:
+                cached.save(rules, errors, records, lambda rule: batch.convert_one(backend, rule))
             if fmt is not None:
                 batch.apply_limits(records, fmt)
             outputs = _convert_files(args, backend, fmt, options, records)   # may refuse rules too big for a file
@@ -379,6 +388,27 @@ def cmd_convert(args) -> int:
         return 130
     print(batch.summary_line(records, excluded, seconds, written, len(repeated)), file=sys.stderr)
     return batch.exit_code(records, args.fail_on)
+
+
+class _LazyBackend:
+    """The target's backend, made when first used: a run whose every rule comes from the cache
+    converts nothing, and so imports neither the backend nor Jinja. A -m mapping file is read
+    at once, so that a bad one stops the run before anything is done."""
+
+    def __init__(self, args):
+        self._args = args
+        if args.mapping:
+            self._backend()
+
+    def _backend(self):
+        made = self.__dict__.get("_made")
+        if made is None:
+            made = self.__dict__["_made"] = backends.get(self._args.target)(
+                mapping_file=self._args.mapping, table=self._args.table)
+        return made
+
+    def __getattr__(self, name):
+        return getattr(self._backend(), name)
 
 
 def _one_file(args, fmt) -> bool:

@@ -18,9 +18,6 @@ from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
 
-import jinja2
-import yaml
-
 from . import sentinel
 from .errors import TranspileError, Unsupported, printable
 from .files import fitting_name, write_atomic
@@ -324,15 +321,13 @@ def yaml_block(text, indent: int) -> str:
     if text and "\n" in text and not _BLOCK_UNSAFE.search(text) and text == text.strip():
         pad = " " * indent
         block = "|-\n" + "\n".join(pad + line if line else "" for line in text.split("\n"))
+        import yaml
         try:
-            if yaml.load("k: " + block, Loader=_YamlLoader) == {"k": text}:
+            if yaml.load("k: " + block, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) == {"k": text}:
                 return block
         except yaml.YAMLError:
             pass
     return to_json(text)
-
-
-_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]+")
 
@@ -370,7 +365,8 @@ class Renderer:
         self.fmt, self.target, self.options = fmt, target, options
 
     @cached_property
-    def template(self) -> jinja2.Template:
+    def template(self):
+        import jinja2      # here: convert without a format needs no Jinja
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
             undefined=jinja2.StrictUndefined, autoescape=False,
