@@ -13,14 +13,12 @@ import re
 import signal
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 from . import backends, batch, cache, files, formats
 from .errors import RuleError, TranspileError, printable
 from .events import MAX_EVENT_BYTES, find_event_files
 from .formats import write_atomic  # noqa: F401  (kept importable from here)
-from .mapping import load_mapping_file as mapping_file
 from .rule import MAX_FILE_BYTES, duplicates, load_paths
 from .resources import resource_dir
 
@@ -48,7 +46,7 @@ def main(argv=None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sigma-transpile", description=__doc__.splitlines()[0])
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()} (Python package sigma-transpiler)")
+    p.add_argument("--version", action=_Version, help="show the version and exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check", help="load rules and report every problem")
@@ -168,10 +166,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
+    from importlib import metadata     # here: it takes longer to import than a warm convert runs
     try:
         return metadata.version("sigma-transpiler")
     except metadata.PackageNotFoundError:      # run from a checkout that is not installed
         return "(not installed)"
+
+
+class _Version(argparse.Action):
+    """--version, with the version looked up only when asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog} {_version()} (Python package sigma-transpiler)")
+        parser.exit()
 
 
 def _rules_args(p):
@@ -562,8 +572,9 @@ def _mappings(target) -> list:
     for m in backend.builtin_mappings:
         ls = " ".join(f"{k}={v}" for k, v in m.logsource.items())
         found.append((m, f"for logsource {ls}" if ls else "for any other logsource"))
+    from .mapping import load_mapping_file
     for name, path in _optional_mappings(target).items():
-        found.append((mapping_file(path), f"with -m {name}"))
+        found.append((load_mapping_file(path), f"with -m {name}"))
     return found
 
 
