@@ -156,28 +156,21 @@ class Kql(Backend):
 
     # --- fields --------------------------------------------------------------------------------
     def target(self, field: str):
-        """The mapping's Target for a field; a field inside a JSON array cannot be tested."""
+        """The mapping's Target for a field: a column, never a place inside JSON text."""
         t = self.resolve(field)
+        if t.json_path:
+            # The evaluator enters lists anywhere on the path (and reads "a.b" keys as a.b); KQL's
+            # parse_json(...).a.b reads one value, and a where clause cannot test a list's elements.
+            raise Unsupported(f"{self.name}: {field} is a key inside the JSON text of {t.column}, where an event "
+                              "may hold a list; a where clause cannot test a list's elements", kind="json-array")
         if t.element is not None:
             raise Unsupported(f"{self.name}: {field} is a member of the elements of the JSON array in "
                               f"{t.column}; a where clause cannot test the elements", kind="json-array")
-        for array in self.mapping.extra.get("json_arrays", ()):
-            if field.lower() == array.lower():
-                return dataclasses.replace(t, type="array")
-            if field.lower().startswith(array.lower() + "."):
-                raise Unsupported(f"{self.name}: {field} is inside the JSON array {array}; a where clause "
-                                  f"cannot test the elements", kind="json-array")
         return t
 
     def reference(self, t) -> str:
-        """A Target as a KQL expression: the column, or a path into the JSON it holds
-        (https://learn.microsoft.com/kusto/query/parse-json-function)."""
-        column = identifier(t.column)
-        if not t.json_path:
-            return column
-        keys = "".join(f".{k}" if _IDENT.fullmatch(k) and k not in RESERVED else f"[{string(k)}]"
-                       for k in t.json_path)
-        return f"parse_json({column}){keys}"
+        """A Target's column as a KQL expression."""
+        return identifier(t.column)
 
     def keyword_matches(self, m: Match) -> list:
         """A keyword Match on each field the mapping's `keywords` list names as the event's text."""

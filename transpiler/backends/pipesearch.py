@@ -145,11 +145,10 @@ class PipeSearch(Backend):
                                   "in the mapping", kind="keywords")
             return identifier(keywords)
         t = self.resolve(name)
-        for array in self.mapping.extra.get("json_arrays", ()):
-            inside = name.lower().startswith(array.lower() + ".")
-            if inside or (name.lower() == array.lower() and op not in (Op.EXISTS, Op.NULL)):
-                raise Unsupported(f"pipesearch: {name} is {'inside ' if inside else ''}the array {array}; "
-                                  "a search expression cannot test its elements", kind="array")
+        if t.json_path:
+            # The evaluator enters lists anywhere on the path; valueof() reads one value.
+            raise Unsupported(f"pipesearch: {name} is a key inside the map {t.column}, where an event may hold a "
+                              "list; a search expression cannot test a list's elements", kind="array")
         if t.element is not None:
             raise Unsupported(f"pipesearch: {name} is inside the array {t.column}; a search expression "
                               "cannot test its elements", kind="array")
@@ -157,8 +156,6 @@ class PipeSearch(Backend):
             raise Unsupported(f"pipesearch: {name} is the map {t.column}; Logpresso compares a map as "
                               "Java text, not as JSON", kind="map")
         expr = identifier(t.column)
-        for key in t.json_path:
-            expr = f"valueof({expr}, {literal(key)})"
         # toString() of an IP value is "/1.2.3.4"; string() gives "1.2.3.4".
         return f"string({expr})" if t.type == "ip" else expr
 

@@ -62,12 +62,20 @@ IPV4 = rf"^{_OCTET}(\.{_OCTET}){{3}}$"
 INSTANT = ISO_8601
 
 
+# Lists inside JSON text are entered this deep at each key (the evaluator: at any depth), and a
+# field may have this many keys inside a JSON column (every split of them is a literal key).
+JSON_LIST_DEPTH = 2
+MAX_JSON_KEYS = 8
+
+
 @dataclass(frozen=True)
 class Place:
     """Where a field's values are, in the dialect's words, for the templates.
 
     kind  value: `expr` is the value (a column or struct path), `type` its column type;
-          json:  a key inside JSON text: `expr` the column, `path` the JSON path literal;
+          json:  a key inside JSON text: `expr` the column, `keys` the key path in it, `path`
+                 its JSON path literal (None where the dialect cannot write one): `values`
+                 is the list of the field's values there, as the evaluator finds them;
           list:  any element of the list `expr` counts; `item` is one element's value,
                  written with the lambda variable; `dense` lists hold no nulls and are
                  NULL rather than empty, so `expr IS NOT NULL` says the field exists.
@@ -79,6 +87,8 @@ class Place:
     item: str = ""
     type: str = "string"
     dense: bool = False
+    keys: tuple = ()
+    values: str = ""
 
 
 class _Macros:
@@ -160,7 +170,7 @@ class Sql(Backend):
         else:
             p = self.place(m[0].field if isinstance(m, tuple) else m.field)
             if p.kind == "json":
-                done = macro(m, d.json_scalar(p.expr, p.path))
+                done = d.any_(p.values, "x", macro(m, d.json_text("x")))
             else:
                 x = p.item if p.kind == "list" else p.expr
                 x = x if p.type in ("string", "json") else d.text(x, p.type)
@@ -237,11 +247,43 @@ class Sql(Backend):
             return Place("list", self.qualified(target.column), item=self.qualified(f"{var}.{target.element}"),
                          type=target.type)
         if target.json_path:
-            return Place("json", self.qualified(target.column), path=literal(self.json_path(target.json_path)))
+            column, keys = self.qualified(target.column), target.json_path
+            try:
+                path = literal(self.json_path(keys))
+            except Unsupported:
+                path = None
+            return Place("json", column, path=path, keys=keys, values=self.json_values(column, keys))
         return Place("value", self.qualified(target.column), type=target.type)
 
     def json_path(self, keys) -> str:
         raise NotImplementedError
+
+    def json_values(self, column: str, keys) -> str:
+        """The values of the field `keys` inside the JSON text `column`, as the evaluator finds
+        them (evaluate.field_values): a key is also a literal dotted key (requestParameters'
+        "a.b" answers a.b), and lists are entered, here up to JSON_LIST_DEPTH deep at each key;
+        JSON nulls are no values. A list of JSON items, which dialect.json_text reads."""
+        if len(keys) > MAX_JSON_KEYS:
+            raise Unsupported(f"{self.name}: {'.'.join(keys)} has more than {MAX_JSON_KEYS} keys inside "
+                              f"{column}", kind="json")
+        d = self.macros
+
+        def entered(seq):
+            for _ in range(JSON_LIST_DEPTH):
+                seq = d.json_unwrap(seq)
+            return seq
+
+        # found[j]: the items that keys[:j] lead to, by any split of them into literal keys;
+        # each one is named once (s0, s1, ...) and the later ones refer to it.
+        names = [f"s{j}" for j in range(len(keys))]
+        found = [entered(d.json_root(column))]
+        ref = (lambda i: names[i]) if len(keys) > 1 else (lambda i: found[0])
+        for j in range(1, len(keys) + 1):
+            found.append(d.json_concat([entered(d.json_member(ref(i), ".".join(keys[i:j]))) for i in range(j)]))
+        text = d.json_values(found[-1])
+        for j in reversed(range(1, len(keys))):
+            text = d.bind(found[j], names[j], text)
+        return d.bind(found[0], names[0], text) if len(keys) > 1 else text
 
     @staticmethod
     def qualified(dotted: str) -> str:
@@ -275,7 +317,8 @@ class DuckDB(Sql):
 
     def filters(self) -> dict:
         # DuckDB's regexp_matches is RE2 with RE2's defaults, like the evaluator (regex.py).
-        return {**super().filters(), "ipv4_range": ipv4_range, "regex": str}
+        return {**super().filters(), "ipv4_range": ipv4_range, "regex": str,
+                "pointer": lambda key: "/" + key.replace("~", "~0").replace("/", "~1")}
 
     def json_path(self, keys) -> str:
         # $.key, $."any key" without `"` or backslash; else a JSON Pointer, which spells any
