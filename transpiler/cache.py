@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -81,6 +82,7 @@ class Store:
         self.root = str((root or folder()) / "v1")
         self.max_bytes = max_bytes
         self.wrote = 0
+        self.now = time.time()
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key[:2]}/{key[2:]}"
@@ -88,11 +90,17 @@ class Store:
     def get(self, key: str):
         path = self._path(key)
         try:
-            with open(path, "rb") as f:
-                raw = f.read()
-                old = time.time() - os.fstat(f.fileno()).st_mtime > TOUCH_AFTER
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except OSError:
             return None
+        try:
+            st = os.fstat(fd)
+            raw = os.read(fd, st.st_size + 1) if stat.S_ISREG(st.st_mode) else b""
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        old = self.now - st.st_mtime > TOUCH_AFTER
         body = raw[len(MAGIC) + 32:]
         if raw[:len(MAGIC)] != MAGIC or raw[len(MAGIC):len(MAGIC) + 32] != hashlib.sha256(body).digest():
             return None
