@@ -214,7 +214,8 @@ def _too_deep(text: str) -> bool:
             deepest = max(deepest, depth)
         if deepest > MAX_YAML_DEPTH:
             return True
-    return bool(_DASHES.search(text) or _DEEP_INDENT.search(text))
+    dashes = text.count("-") >= MAX_YAML_DEPTH and _DASHES.search(text)    # a run needs that many
+    return bool(dashes or _DEEP_INDENT.search(text))
 
 
 def _check_size(doc):
