@@ -34,6 +34,10 @@ listed in _ALLOWED is refused with the node named: never a silent approximation.
   in the value's own offset, UTC without one (Athena's session zone).
 - TRY(x): NULL where x fails (Trino catches invalid arguments and casts, which is all the
   functions above raise).
+- JSON: json_parse, json_format, json_array_length, CAST(json AS ARRAY(JSON)),
+  element_at(TRY_CAST(json AS MAP(VARCHAR, JSON)), key): a JSON value is held as the canonical
+  text Trino's JSON type holds (JsonTypeUtil.jsonParse: Jackson's objects written back with sorted
+  keys, the last duplicate key kept, non-integer numbers as Java doubles: 1.5, 1.0E16).
 - any_match: true if an element matches, NULL if none does but the predicate is NULL for one,
   false otherwise (also for an empty array).
 
@@ -151,10 +155,12 @@ _ALLOWED = {"Select", "Star", "From", "Table", "Where", "Identifier", "Column", 
             "Boolean", "Null", "And", "Or", "Not", "Paren", "EQ", "NEQ", "GT", "GTE", "LT", "LTE",
             "In", "Is", "Like", "Escape", "Coalesce", "Lambda", "DataType", "Anonymous", "Case", "If",
             "Cast", "Try", "Neg", "DPipe", "AtTimeZone", "Between", "Bracket", "Array", "Split",
-            "Pad", "Replace", "Transform", "ArrayElementAt", *_PARTS}
+            "Pad", "Replace", "Transform", "ArrayElementAt", "Flatten", "ArrayFilter", "ArraySize",
+            *_PARTS}
 _OURS = {"trino_json_extract_scalar", "trino_regexp_like", "trino_regexp_replace", "trino_contains",
          "trino_ipaddress", "trino_double", "trino_lower", "trino_time_part", "trino_from_iso8601_timestamp",
-         "element_at", "transform", "split", "rpad", "replace"}
+         "element_at", "transform", "split", "rpad", "replace", "trino_json_parse", "trino_json_array_length",
+         "trino_json_array", "trino_json_member"}
 
 
 def translate(athena_sql: str, regex: bool = True) -> str:
@@ -184,6 +190,15 @@ def translate(athena_sql: str, regex: bool = True) -> str:
                 raise NotEmulated(f"{node.sql('trino')}")
             return call("trino_regexp_replace", node.this, node.expression,
                         node.args.get("replacement") or exp.Literal.string(""))
+        if type(node).__name__ == "ParseJSON":
+            return call("trino_json_parse", node.this)
+        if isinstance(node, exp.JSONFormat):
+            return node.this   # a JSON value is held as Trino's canonical JSON text already
+        if kind == "Anonymous" and node.name.lower() == "json_array_length":
+            return call("trino_json_array_length", *node.expressions)
+        if isinstance(node, exp.Bracket) and isinstance(node.this, exp.Anonymous) \
+                and node.this.name == "trino_json_map" and len(node.expressions) == 1:
+            return call("trino_json_member", node.this.expressions[0], node.expressions[0])
         if isinstance(node, exp.FromISO8601Timestamp):
             return call("trino_from_iso8601_timestamp", node.this)
         if isinstance(node, exp.Concat):   # NULL if any part is NULL, as in Trino
@@ -206,6 +221,10 @@ def translate(athena_sql: str, regex: bool = True) -> str:
                 return call("trino_double", node.this)
             if to == "VARCHAR" and isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast):
                 return node
+            if to == "ARRAY(JSON)" and not isinstance(node, exp.TryCast):
+                return call("trino_json_array", node.this)
+            if to == "MAP(VARCHAR, JSON)" and isinstance(node, exp.TryCast):   # element_at(...) follows
+                return call("trino_json_map", node.this)
             raise NotEmulated(f"{node.sql('trino')}")
         if isinstance(node, exp.Lower):
             return call("trino_lower", node.this)
@@ -264,6 +283,7 @@ def _any_match(array, lam) -> str:
 
 def functions(con, regex=None):
     """Register the trino_* functions on a DuckDB connection."""
+    import duckdb
     from duckdb.sqltypes import BIGINT, BOOLEAN, DOUBLE, TIMESTAMP_TZ, VARCHAR
 
     def add(name, fn, args, result):
@@ -281,6 +301,10 @@ def functions(con, regex=None):
     add("trino_double", parse_double, [VARCHAR], DOUBLE)
     add("trino_time_part", time_part, [VARCHAR, VARCHAR], BIGINT)
     add("trino_from_iso8601_timestamp", from_iso8601_timestamp, [VARCHAR], TIMESTAMP_TZ)
+    add("trino_json_parse", json_parse, [VARCHAR], VARCHAR)
+    add("trino_json_array_length", json_array_length, [VARCHAR], BIGINT)
+    add("trino_json_array", json_array, [VARCHAR], duckdb.list_type(VARCHAR))
+    add("trino_json_member", json_member, [VARCHAR, VARCHAR], VARCHAR)
     if regex is not None:
         add("trino_regexp_like", lambda s, p: regex.find(p, s), [VARCHAR, VARCHAR], BOOLEAN)
         add("trino_regexp_replace", lambda s, p, r: regex.replace(p, s, r), [VARCHAR, VARCHAR, VARCHAR], VARCHAR)
@@ -335,6 +359,91 @@ def _java_int(text: str):
         return None
     n = int(text)
     return n if -2**31 <= n < 2**31 else None
+
+
+# Trino's JSON type (JsonTypeUtil.jsonParse): the text read by Jackson into Java objects (the
+# last of duplicate keys wins; integers stay integers, other numbers become doubles) and written
+# back compactly with object keys sorted; a value is held here as that canonical text.
+
+class _JsonDouble(float):
+    """A JSON number Jackson reads as a Java double."""
+
+
+def _canonical(value) -> str:
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_canonical(k)}:{_canonical(value[k])}" for k in sorted(value, key=_utf16)) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_canonical(v) for v in value) + "]"
+    if isinstance(value, _JsonDouble):
+        return java_double(value)
+    if isinstance(value, str):
+        return '"' + "".join(_JACKSON_ESCAPES.get(c, c if c >= " " else f"\\u{ord(c):04x}") for c in value) + '"'
+    return json.dumps(value)   # integers, true, false, null
+
+
+_JACKSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
+def _utf16(key: str):
+    return key.encode("utf-16-be")   # String.compareTo orders by UTF-16 code units
+
+
+def java_double(x: float) -> str:
+    """Double.toString: shortest digits, plain between 10^-3 and 10^7, else d.dddEn."""
+    import decimal
+    import math
+    if x == 0:
+        return "-0.0" if math.copysign(1, x) < 0 else "0.0"
+    if math.isinf(x) or math.isnan(x):
+        return {"inf": "Infinity", "-inf": "-Infinity"}.get(repr(x), "NaN")
+    sign = "-" if x < 0 else ""
+    digits, exponent = decimal.Decimal(repr(abs(x))).normalize().as_tuple()[1:]
+    digits = "".join(map(str, digits))
+    point = len(digits) + exponent          # the decimal point's place after the first digit
+    if 1e-3 <= abs(x) < 1e7:
+        if point <= 0:
+            return f"{sign}0.{'0' * -point}{digits}"
+        whole, frac = digits[:point].ljust(point, "0"), digits[point:]
+        return f"{sign}{whole}.{frac or '0'}"
+    return f"{sign}{digits[0]}.{digits[1:] or '0'}E{point - 1}"
+
+
+def _json_value(text: str):
+    return json.loads(text, parse_float=_JsonDouble, parse_constant=_no_constant)
+
+
+def json_parse(text: str) -> str:
+    try:
+        return _canonical(_json_value(text))
+    except (ValueError, RecursionError):
+        raise TrinoError(f"Cannot convert '{text}' to JSON") from None
+
+
+def json_array_length(text: str):
+    try:
+        value = _json_value(text)
+    except (ValueError, RecursionError):
+        return None
+    return len(value) if isinstance(value, list) else None
+
+
+def json_array(text: str):
+    """CAST(json AS ARRAY(JSON)): the elements, each canonical; an error for anything else."""
+    value = _json_value(text)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise TrinoError(f"Cannot cast to array(json). Expected a json array, but got {text[:20]}")
+    return [_canonical(v) for v in value]
+
+
+def json_member(text: str, key: str):
+    """element_at(TRY_CAST(json AS MAP(VARCHAR, JSON)), key): the member's canonical JSON, NULL
+    when the value is no object or lacks the key."""
+    value = _json_value(text)
+    if not isinstance(value, dict) or key not in value:
+        return None
+    return _canonical(value[key])
 
 
 def lower(s: str) -> str:
