@@ -187,8 +187,8 @@ atexit.register(lambda: [t.close() for t in list(_LIVE)])
 
 
 def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) -> Outcome:
-    import duckdb
     tables.ready()
+    import duckdb            # imported by duckdb_events.connect() by now, signals held meanwhile
     start = time.perf_counter()
     out = Outcome(read=tables.read)
     out.phases["logs"] = tables.seconds
