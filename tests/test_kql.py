@@ -136,6 +136,18 @@ def test_table_option_and_user_mapping(tmp_path):
         'Syslog\n| where SyslogMessage contains "evil" or SyslogMessage matches regex @"(?is)ba.*d"')
 
 
+def test_folded_number_list_keeps_its_parentheses(tmp_path):
+    # An Or of equalities on a number column is one predicate inside an And (H3's report).
+    mapping = tmp_path / "m.yml"
+    mapping.write_text("table: T\nfields: {EventID: {column: EventID, type: number}, Channel: Channel}\n",
+                       encoding="utf-8")
+    rule = rule_from_dict({"title": "t", "logsource": {"product": "windows"},
+                           "detection": {"sel": {"Channel": "Security", "EventID": [4624, 4625]},
+                                         "condition": "sel"}}, "t.yml")
+    assert Kql(mapping_file=mapping).convert(rule) == (
+        'T\n| where Channel =~ "Security" and (EventID == 4624 or EventID == 4625)')
+
+
 def test_keywords_without_text_fields_are_unsupported():
     with pytest.raises(Unsupported, match="keywords"):
         convert({"k": ["evil"], "condition": "k"}, {"category": "c"})

@@ -2,17 +2,12 @@
 the engine's own regex library and finds exactly what RE2 finds, or is refused.
 
 - athena: Joni in its Java syntax over UTF-8, as Trino compiles regexp_like's pattern
-  (tests/regex/JoniOracle.java; the jars come from Debian's libjruby-joni-java);
+  (transpiler/engines/TrinoRegex.java; the jars come from Debian's libjruby-joni-java);
 - pipesearch: java.util.regex (transpiler/engines/JavaOracle.java).
 """
 from __future__ import annotations
 
-import base64
 import random
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 from conftest import corpus_path, missing_tool
@@ -22,39 +17,13 @@ from transpiler.evaluate import fold
 from transpiler.nodes import Wild
 from transpiler.regex import compile_regex, glob_regex, java_regex
 
-JONI_JARS = [Path("/usr/share/java/joni.jar"), Path("/usr/share/java/jcodings.jar")]
-
-
-class Joni:
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="joni-")
-        classpath = ":".join(str(j) for j in JONI_JARS)
-        src = Path(__file__).parent / "regex" / "JoniOracle.java"
-        subprocess.run(["javac", "-cp", classpath, "-d", self.dir, str(src)], check=True, capture_output=True)
-        self.proc = subprocess.Popen(["java", "-cp", f"{self.dir}:{classpath}", "JoniOracle"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, encoding="utf-8")
-
-    def find(self, pattern: str, text: str) -> bool:
-        line = "\t".join(base64.b64encode(s.encode("utf-8")).decode() for s in (pattern, text))
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline().rstrip("\n")
-        if answer.startswith("E"):
-            raise ValueError(f"joni {pattern!r}: {base64.b64decode(answer[1:]).decode()}")
-        return answer == "1"
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def engines():
+    from transpiler.engines.athena import Joni
     from transpiler.engines.pipesearch import Java
-    if not (shutil.which("java") and shutil.which("javac")):
+    if not Java.available():
         missing_tool("no JDK (java, javac) on PATH")
-    if not all(j.exists() for j in JONI_JARS):
+    if not Joni.available():
         missing_tool("no Joni jars (apt-get install libjruby-joni-java)")
     java, joni = Java(), Joni()
     yield {"athena": joni, "pipesearch": java}
