@@ -479,3 +479,16 @@ def test_the_table_fits_the_terminal_and_elides_long_cells(rules_dir, tmp_path):
     hunt.write(report, "table", whole)
     assert arn in whole.getvalue()
     assert hunt.terminal_width(io.StringIO()) is None
+
+
+def test_match_names_the_rule_file_when_rules_share_an_id(rules_dir, logs, capsys):
+    """Copies of a rule in two folders: match says so on stderr and each line names the file,
+    so no two lines read the same."""
+    copy = rules_dir / "copies"
+    copy.mkdir()
+    (copy / "create_user.yml").write_text(RULES["create_user.yml"].lstrip())
+    main(["match", str(rules_dir), "--events", str(logs / "c.json")])
+    out, err = capsys.readouterr()
+    lines = [line for line in out.splitlines() if "IAM user created" in line]
+    assert len(lines) == 2 and len(set(lines)) == 2 and lines[0].endswith("/create_user.yml)")
+    assert "is also the id of" in err

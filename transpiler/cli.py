@@ -281,6 +281,8 @@ def cmd_match(args) -> int:
     rules, errors = _load(args)
     plan = engines.plan(rules, errors)
     _report(plan.errors)
+    repeated = duplicates(rules)      # told, not failed: each line then names its rule's file
+    _report(repeated)
     found, bad_files = find_event_files(args.events)
     bars = _ProgressBars(args)
     outcome = engines.get("evaluator")(time_field=args.time_field).run(
@@ -300,7 +302,7 @@ def cmd_match(args) -> int:
                      "event_id": outcome.rows[event_key].get("eventid")})
     alerts = outcome.alerts
     rows += [{"kind": "correlation", **a.as_dict(), "rule_path": a.correlation.rule.label} for a in alerts]
-    _print_rows(rows, args.format)
+    _print_rows(rows, args.format, rule_files=bool(repeated))
     seconds = time.perf_counter() - start
     print(f"{len(plan.shown)} rules, {len(plan.correlations)} correlations, {outcome.read.records} events, "
           f"{len(rows) - len(alerts)} matches, {len(alerts)} correlation alerts, "
@@ -326,8 +328,9 @@ class _ProgressBars:
             bar.clear()
 
 
-def _print_rows(rows, fmt):
-    """json and jsonl hold the values exactly; text has their control characters escaped."""
+def _print_rows(rows, fmt, rule_files=False):
+    """json and jsonl hold the values exactly; text has their control characters escaped, and
+    with rule_files (rules sharing an id or title) ends each line with the rule's file."""
     out = sys.stdout
     if fmt == "json":
         json.dump(rows, out, indent=2, ensure_ascii=False)
@@ -336,13 +339,16 @@ def _print_rows(rows, fmt):
     for row in rows:
         if fmt == "jsonl":
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        elif row["kind"] == "match":
-            eid = f" eventID={row['event_id']}" if row["event_id"] else ""
-            out.write(printable(f"{row['rule_id'] or '-'} {row['title']!r}: {row['file']}#{row['index']}{eid}") + "\n")
         else:
-            group = ", ".join(f"{k}={v}" for k, v in row["group"].items())
-            out.write(printable(f"{row['rule_id'] or '-'} {row['title']!r}: {row['type']} [{group}] triggered "
-                                f"{row['triggers']}x from {row['first_trigger']} to {row['last_trigger']}") + "\n")
+            rule = f" ({row['rule_path']})" if rule_files else ""
+            if row["kind"] == "match":
+                eid = f" eventID={row['event_id']}" if row["event_id"] else ""
+                line = f"{row['rule_id'] or '-'} {row['title']!r}: {row['file']}#{row['index']}{eid}{rule}"
+            else:
+                group = ", ".join(f"{k}={v}" for k, v in row["group"].items())
+                line = (f"{row['rule_id'] or '-'} {row['title']!r}: {row['type']} [{group}] triggered "
+                        f"{row['triggers']}x from {row['first_trigger']} to {row['last_trigger']}{rule}")
+            out.write(printable(line) + "\n")
 
 
 # --- convert ----------------------------------------------------------------------------
