@@ -19,6 +19,9 @@ caller with other work meanwhile calls load(source) first (DuckDB reads the file
 thread) and passes what it returns to run(); load() returns a context manager that frees the
 engine's resources and stops its threads, also when interrupted.
 
+plan() decides what to run of the rules loaded (filters applied, correlations resolved, the
+rules a correlation hides); a command is then that plan, one run() and its output.
+
 An explicit table of engines, no plugin discovery: add a line to add an engine.
 """
 from __future__ import annotations

@@ -194,7 +194,7 @@ def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) ->
     out.phases["logs"] = tables.seconds
     con = tables.con
     backend = DuckDBBackend(mapping_file=engine.mapping_file, time_field=engine.time_field or "eventTime")
-    statements, slow, present = [], [], None     # (rule no, SQL); (rule no, narrow, reason)
+    statements, slow, present = [], [], None     # (rule no, SQL); (rule no, why it runs on the evaluator)
     for n, rule in enumerate(rules):
         if rule.query is None:
             out.refused[n] = "not a detection rule (a correlation or filter document)"
