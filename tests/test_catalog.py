@@ -126,6 +126,25 @@ def test_rule_page_content(rules_dir, tmp_path):
     assert "title: Second document" in second and "title: First" not in second
 
 
+def test_rule_tests_status_and_samples(rules_dir, tmp_path):
+    """Each rule's own tests (issue 18) show on its page and in the index: pass, fail with the
+    reason, none; the tests file and event files are linked relative to the page."""
+    (rules_dir / "aws_iam_delete_user.tests.yml").write_text(
+        "match: [{eventSource: iam.amazonaws.com, eventName: DeleteUser}]\nno_match: [events.json]\n")
+    (rules_dir / "events.json").write_text('{"Records": [{"eventSource": "iam.amazonaws.com", "eventName": "DeleteUser"}]}')
+    (rules_dir / "win_new_user.tests.yml").write_text("match: [{EventID: 4720}]\nno_match: [{EventID: 4722}]\n")
+    site_of(rules_dir, tmp_path / "site")
+    site = tmp_path / "site"
+    failing = (site / "rules" / "aws_iam_delete_user.html").read_text()
+    assert 'class="tests tests-fail">fail<' in failing and "no_match[0]: expected" in failing
+    assert 'href="../../rules/events.json"' in failing and 'href="../../rules/aws_iam_delete_user.tests.yml"' in failing
+    assert 'class="tests tests-pass">pass<' in (site / "rules" / "win_new_user.html").read_text()
+    assert "No tests" in (site / "rules" / "aws_iam_user_created.html").read_text()
+    index = (site / "index.html").read_text()
+    assert index.count('tests-fail">fail<') == 1 and index.count('tests-pass">pass<') == 1
+    assert "tests:fail" in index and "tests:none" in index
+
+
 def test_html_is_escaped(rules_dir, tmp_path):
     site_of(rules_dir, tmp_path / "site")
     for page in [tmp_path / "site" / "index.html", tmp_path / "site" / "rules" / "aws_iam_delete_user.html"]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from . import backends, correlation
+from . import backends, correlation, ruletests, testrun
 from .analysis import Corpus, analyze, attack, attack_table, identity
 from .errors import TranspileError
 from .files import write_atomic
@@ -56,6 +56,21 @@ class Site:
                 self.used_by.setdefault(base.label, []).append(c)
         self.root = _common_root([r.path for r in self.rules + [c.rule for c in self.correlations]])
         self._texts: dict = {}
+        self._documents = rules
+
+    @cached_property
+    def tests(self) -> dict:
+        """Rule label -> its tests' status on the evaluator (testrun.statuses_of); untested rules
+        are absent."""
+        return testrun.statuses_of(ruletests.collect(self._documents)[0])
+
+    def tests_of(self, rule, page: Path) -> dict:
+        """A rule's test status for its page, with each file as a link relative to the page."""
+        found = self.tests.get(rule.label, testrun.NO_TESTS)
+        link = lambda f: os.path.relpath(os.path.abspath(f), os.path.abspath(page.parent)).replace(os.sep, "/")
+        return {**found, "files": [{"path": f, "href": link(f)} for f in found["files"]],
+                "samples": [{**s, "href": link(s["source"]) if Path(s["source"]).is_file() else None}
+                            for s in found["samples"]]}
 
     @cached_property
     def env(self) -> jinja2.Environment:
@@ -145,11 +160,14 @@ class Site:
                      "href": self.slugs[r["path"]] + ".html"} for r in a.same_action]
             used = [{"title": c.rule.title, "href": self.href(c.rule), "type": c.type, "generate": c.generate}
                     for c in self.used_by.get(rule.label, ())]
-            html = rule_page.render(a=a, rule=rule, meta=rule.meta, queries=queries, same=same, used=used,
+            page = out / "rules" / self.href(rule)
+            tests = self.tests_of(rule, page)
+            html = rule_page.render(a=a, rule=rule, meta=rule.meta, queries=queries, same=same, used=used, tests=tests,
                                     refs=_texts(rule.meta.get("references")), fps=_texts(rule.meta.get("falsepositives")),
                                     source=self.source(rule), path=self.shown_path(rule), root="../", nav="rules")
-            write_atomic(out / "rules" / self.href(rule), html)
-            rows.append(self._row(rule, a.attack, [f"{e.provider} {e.event}" for e in a.events], queries, "rule"))
+            write_atomic(page, html)
+            rows.append(self._row(rule, a.attack, [f"{e.provider} {e.event}" for e in a.events], queries, "rule",
+                                  tests=tests["status"]))
             done += 1
             if progress is not None:
                 progress.update(done, total)
@@ -162,14 +180,16 @@ class Site:
             base = [{"title": b.title, "href": self.href(b) if b.label in self.slugs else None,
                      "path": self.shown_path(b)} for b in c.rules]
             seen = [f"{e.provider} {e.event}" for b in c.rules for e in self.corpus.events_of(b)]
-            html = correlation_page.render(c=c, rule=rule, meta=rule.meta, tactics=tactics, other_tags=others,
+            page = out / "rules" / self.href(rule)
+            tests = self.tests_of(rule, page)
+            html = correlation_page.render(c=c, rule=rule, meta=rule.meta, tactics=tactics, other_tags=others, tests=tests,
                                            refs=_texts(rule.meta.get("references")),
                                            fps=_texts(rule.meta.get("falsepositives")),
                                            base=base, queries=queries, source=self.source(rule),
                                            path=self.shown_path(rule), root="../", nav="rules")
-            write_atomic(out / "rules" / self.href(rule), html)
+            write_atomic(page, html)
             rows.append(self._row(rule, tactics, list(dict.fromkeys(seen)), queries, "correlation",
-                                  logsources=[b.logsource for b in c.rules]))
+                                  logsources=[b.logsource for b in c.rules], tests=tests["status"]))
             done += 1
             if progress is not None:
                 progress.update(done, total)
@@ -199,17 +219,18 @@ class Site:
         stats["queries"] += sum(q["query"] is not None for q in queries)
         stats["unsupported"] += sum(q["query"] is None for q in queries)
 
-    def _row(self, rule, tactic_rows, event_list, queries, kind, logsources=None) -> dict:
+    def _row(self, rule, tactic_rows, event_list, queries, kind, logsources=None, tests="none") -> dict:
         tactics = [t.shortname for t in tactic_rows]
         techniques = sorted({t["id"] for row in tactic_rows for t in row.techniques})
         shown = [_logsource(ls) for ls in (logsources or [rule.logsource])]
         logsource = " + ".join(dict.fromkeys(shown))
         text = " ".join([rule.title, str(rule.id or ""), self.shown_path(rule), " ".join(map(str, rule.tags)),
-                         " ".join(techniques), " ".join(event_list), str(rule.meta.get("author") or ""), kind])
+                         " ".join(techniques), " ".join(event_list), str(rule.meta.get("author") or ""), kind,
+                         f"tests:{tests}"])
         return {"href": f"rules/{self.href(rule)}", "title": rule.title, "kind": kind, "level": rule.level or "",
                 "status": rule.status or "", "logsource": logsource, "tactics": tactics,
                 "tactic_names": [t.name for t in tactic_rows], "techniques": techniques,
-                "event_list": event_list, "search": text.lower(),
+                "event_list": event_list, "search": text.lower(), "tests": tests,
                 "supported": [q["target"] for q in queries if q["query"] is not None]}
 
 

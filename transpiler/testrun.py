@@ -232,17 +232,27 @@ def status(rule, rules=None) -> dict:
     """A rule's tests for its catalog page: `status` none | pass | fail | error (run on the
     evaluator), the test files, and each sample (name, expectation, event file, how many events)."""
     suite, _ = collect(rules if rules is not None else [rule])
-    mine = next((t for t in suite if t.rule.label == rule.label), None)
-    if mine is None:
-        return {"status": "none", "files": [], "samples": [], "messages": []}
-    result = run([mine], ["evaluator"])[0]
-    samples = [{"name": s.name, "expect": s.expect, "count": s.count, "source": s.source,
-                "events": len(s.events)} for s in mine.samples]
-    samples += [{"name": c.name, "expect": "alerts", "count": len(c.alerts), "source": c.where,
-                 "events": len(c.events)} for c in mine.alert_cases]
-    messages = ([result.reason] if result.reason else []) + \
-        [f"{f['sample']}: expected {f['expected']}, got {f['actual']}" for f in result.failures]
-    return {"status": result.status, "files": mine.files, "samples": samples, "messages": messages}
+    mine = [t for t in suite if t.rule.label == rule.label]
+    return statuses_of(mine).get(rule.label, NO_TESTS)
+
+
+def statuses_of(suite) -> dict:
+    """status() of every rule in `suite` (ruletests.collect), its tests run once on the evaluator:
+    {rule label: status}."""
+    out = {}
+    for tests, result in zip(suite, run(suite, ["evaluator"])):
+        samples = [{"name": s.name, "expect": s.expect, "count": s.count, "source": s.source,
+                    "events": len(s.events)} for s in tests.samples]
+        samples += [{"name": c.name, "expect": "alerts", "count": len(c.alerts), "source": c.where,
+                     "events": len(c.events)} for c in tests.alert_cases]
+        messages = ([result.reason] if result.reason else []) + \
+            [f"{f['sample']}: expected {f['expected']}, got {f['actual']}" for f in result.failures]
+        out[tests.rule.label] = {"status": result.status, "files": tests.files, "samples": samples,
+                                 "messages": messages}
+    return out
+
+
+NO_TESTS = {"status": "none", "files": [], "samples": [], "messages": []}
 
 
 # --- reports --------------------------------------------------------------------------------------
