@@ -28,3 +28,15 @@ def test_signals_end_the_run_cleanly(name):
                "\nfrom transpiler.entry import run\nraise SystemExit(run())\n")
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr.strip()) == (status, stderr), done.stderr
+
+
+def test_explain_and_test_escape_control_characters(tmp_path):
+    """Human output of explain and test (a failing sample shows its event) shows a rule's escape sequences as text (issue 13 item 8)."""
+    rule = tmp_path / "evil.yml"
+    rule.write_text('title: "Evil \\e[31mred"\nlogsource: {product: aws, service: cloudtrail}\n'
+                    'detection: {sel: {eventName: "a\\e[2Jb"}, condition: sel}\n')
+    (tmp_path / "evil.tests.yml").write_text('no_match: [{eventName: "a\\e[2Jb"}]\n')
+    for argv in (["explain", str(rule)], ["test", str(tmp_path), "--targets", "evaluator", "--no-progress"]):
+        done = subprocess.run([sys.executable, "-m", "transpiler", *argv], capture_output=True, text=True, timeout=120)
+        shown = done.stdout + done.stderr
+        assert "\x1b" not in shown and ("\\x1b[" in shown or "\\u001b[" in shown), (argv, shown)

@@ -617,7 +617,8 @@ def cmd_explain(args) -> int:
         json.dump([a.as_dict() for a in found], sys.stdout, indent=2, ensure_ascii=False)
         print()
     else:
-        sys.stdout.write("\n".join(render_text(a) for a in found))
+        text = "\n".join(render_text(a) for a in found)    # titles and values from the rule: no escapes
+        sys.stdout.write("\n".join(printable(line) for line in text.split("\n")))
     return 1 if errors else 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import engines
 from .batch import _xml
+from .errors import printable
 from .evaluate import text, timestamp
 from .formats import to_json
 from .ruletests import ALERT_KEYS, RuleTests, Sample, collect
@@ -300,7 +301,7 @@ def report_text(results, targets) -> str:
             elif r.status != "pass":
                 details.append(f"{r.status.upper()} {rule.label} on {r.target}: {r.reason}")
             details += [f"note {rule.label} on {r.target}: {n}" for n in r.notes]
-    return "".join(f"{line}\n" for line in lines + details)
+    return "".join(f"{printable(line)}\n" for line in lines + details)   # paths and events: no escapes
 
 
 def _brief(value, limit=200) -> str:
