@@ -87,25 +87,27 @@ def test_json_paths(keys, athena, duck):
     assert DuckDB().json_path(keys) == duck
 
 
-def test_athena_refuses_json_keys_it_cannot_quote():
-    with pytest.raises(Unsupported, match="JSON key"):
-        Athena().convert(rule({"sel": {'requestParameters.a"b': "x"}}, CLOUDTRAIL))
+def test_any_json_key_is_written():
+    # A member is read by its key as a string (Athena: a map's key; DuckDB: a JSON Pointer).
+    r = rule({"sel": {'requestParameters.a"b/~c': "x"}}, CLOUDTRAIL)
+    assert "element_at(TRY_CAST(x AS MAP(VARCHAR, JSON)), 'a\"b/~c')" in Athena().convert(r)
+    assert "json_extract(x, '/a\"b~1~0c')" in DuckDB().convert(r)
 
 
 # --- text shape ----------------------------------------------------------------------------------
 
 def test_cloudtrail_query_reads_like_hand_written_sql():
     r = rule({"sel": {"eventSource": "iam.amazonaws.com", "eventName": ["CreateUser", "DeleteUser"],
-                      "requestParameters.userName|startswith": "adm_", "resources.ARN|contains": "x"}},
+                      "userIdentity.userName|startswith": "adm_", "resources.ARN|contains": "x"}},
              CLOUDTRAIL)
     assert Athena().convert(r) == (
         "SELECT *\nFROM cloudtrail_logs\n"
         "WHERE lower(eventsource) = 'iam.amazonaws.com' AND lower(eventname) IN ('createuser', 'deleteuser') "
-        "AND lower(json_extract_scalar(requestparameters, '$.userName')) LIKE 'adm\\_%' ESCAPE '\\' "
+        "AND lower(useridentity.username) LIKE 'adm\\_%' ESCAPE '\\' "
         "AND any_match(resources, x -> lower(x.arn) LIKE '%x%' ESCAPE '\\')")
     assert where(DuckDB().convert(r)) == (
         "lower(eventsource) = 'iam.amazonaws.com' AND lower(eventname) IN ('createuser', 'deleteuser') "
-        "AND lower(TRY(json_value(requestparameters, '$.userName') ->> '$')) LIKE 'adm\\_%' ESCAPE '\\' "
+        "AND lower(useridentity.username) LIKE 'adm\\_%' ESCAPE '\\' "
         "AND len(list_filter(resources, lambda x: lower(x.arn) LIKE '%x%' ESCAPE '\\')) > 0")
 
 
