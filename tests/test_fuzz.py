@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 import fuzzlib
 from transpiler.nodes import Match, Op, walk
 
-EXAMPLES = {"generic": 60, "cloudtrail": 60}
+EXAMPLES = {"generic": 45, "cloudtrail": 45}
 # Of the rules generated, the share each engine must really convert and execute (measured with
 # the fixed seed, then set a little lower): a backend refusing everything cannot pass.
 MIN_SHARE = {

@@ -216,10 +216,12 @@ def _create(con, table: str, columns: dict, events):
     names = list(columns)
     body = ", ".join(f'"{c}" {_DUCK_TYPES[columns[c][0]]}' for c in names)
     con.execute(f'CREATE OR REPLACE TABLE "{table}" ({ROW} BIGINT{", " + body if body else ""})')
-    if events:
-        marks = ", ".join("?" for _ in range(len(names) + 1))
-        con.executemany(f'INSERT INTO "{table}" VALUES ({marks})',
-                        [[n] + [columns[c][1][n][0] for c in names] for n in range(len(events))])
+    if events:   # one statement: parallel lists unnested side by side (executemany is row by row)
+        values = {"r": list(range(len(events)))}
+        values.update({f"c{i}": [cell[0] for cell in columns[c][1]] for i, c in enumerate(names)})
+        lists = ", ".join(["unnest($r::BIGINT[])"] + [f"unnest($c{i}::{_DUCK_TYPES[columns[c][0]]}[])"
+                                                     for i, c in enumerate(names)])
+        con.execute(f'INSERT INTO "{table}" SELECT {lists}', values)
 
 
 _EMPTY = "Kusto stores a missing string as \"\", and the rule tells an empty string from a missing one"
