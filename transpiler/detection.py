@@ -15,6 +15,7 @@ import datetime
 import ipaddress
 import math
 import re
+from functools import lru_cache
 from itertools import product
 
 from .errors import RuleError
@@ -98,8 +99,8 @@ def _field(field, mods: list, values: list, where: str, placeholders) -> object:
 
 
 def _build(field, mods, values, placeholders):
-    mset = set(mods)
-    _check_combination(field, mods, mset)
+    mods = tuple(mods)
+    mset = _check_combination(mods)
     if not values:
         raise RuleError("an empty list matches nothing", kind="value")
     cased = "cased" in mset
@@ -117,7 +118,9 @@ def _build(field, mods, values, placeholders):
 
     # Each value gives its alternatives (windash, base64offset, expand: any one will do); with
     # |all every value must match, so the values' Ors are ANDed. A repeated value adds nothing.
-    alternatives = [list(dict.fromkeys(_matches(field, mods, mset, value, cased, placeholders)))
+    plain = _plain_op(mods, field is None)
+    alternatives = [[Match(field, plain, value, cased)] if plain is not None and _plain(value)
+                    else list(dict.fromkeys(_matches(field, mods, mset, value, cased, placeholders)))
                     for value in values]
     if join is or_:
         matches = list(dict.fromkeys(m for alts in alternatives for m in alts))
@@ -133,7 +136,34 @@ def _negate_each(matches, join, negate):
     return join(matches)
 
 
-def _check_combination(field, mods, mset):
+def _plain(value) -> bool:
+    """A non-empty string with no wildcard and no escape: no `*`, `?` or two backslashes (a
+    lone backslash is itself)."""
+    return (type(value) is str and value != "" and "*" not in value and "?" not in value
+            and "\\\\" not in value)
+
+
+@lru_cache(maxsize=1024)
+def _plain_op(mods: tuple, keyword: bool):
+    """The Op a _plain value takes under `mods`, where _matches would only parse and classify
+    it: the common case, done directly (tests/test_detection_fast.py checks they agree).
+    None when the modifiers transform values (or are wrong: _matches says how)."""
+    if not set(mods) <= {"contains", "startswith", "endswith", "cased", "all", "neq"}:
+        return None
+    if keyword:
+        return Op.CONTAINS
+    position = [m for m in mods if m in _POSITION]
+    if len(position) > 1:
+        return None
+    return {"contains": Op.CONTAINS, "startswith": Op.STARTSWITH, "endswith": Op.ENDSWITH}.get(
+        position[0] if position else None, Op.EQ)
+
+
+@lru_cache(maxsize=1024)
+def _check_combination(mods: tuple) -> frozenset:
+    """The set of `mods`, if they can be combined; RuleError if not."""
+    mset = frozenset(mods)
+
     def clash(group):
         found = [m for m in mods if m in group]
         if len(set(found)) > 1:
@@ -162,6 +192,7 @@ def _check_combination(field, mods, mset):
                 raise RuleError(f"{enc} must be followed by base64 or base64offset", kind="modifier")
     if mset & set(_TIME) and mset - {*_TIME, *_COMPARE, "neq", "all"}:
         raise RuleError("time modifiers only combine with lt, lte, gt, gte and neq", kind="modifier")
+    return mset
 
 
 def _matches(field, mods, mset, value, cased, placeholders) -> list:

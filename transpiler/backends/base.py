@@ -13,8 +13,6 @@ from __future__ import annotations
 import ipaddress
 from functools import cached_property
 
-import jinja2
-
 from ..errors import TranspileError, Unsupported
 from ..mapping import Mapping, Target, builtin_mappings, choose, load_mapping_file
 from ..nodes import And, Match, Not, Op, Or, Query
@@ -38,10 +36,11 @@ class Backend:
         return {}
 
     @cached_property
-    def env(self) -> jinja2.Environment:
+    def env(self):
+        import jinja2      # when the first rule is rendered: a warm convert renders none
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
-            undefined=jinja2.StrictUndefined, autoescape=False,
+            undefined=jinja2.StrictUndefined, autoescape=False, auto_reload=False,   # no stat per use
             keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True)
         env.filters.update(self.filters())
         env.globals.update(unsupported=self._unsupported, Op=Op, **self.template_globals())

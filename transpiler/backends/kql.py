@@ -29,6 +29,8 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # surrogates become \uXXXX (https://learn.microsoft.com/kusto/query/scalar-data-types/string).
 _SHORT = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _RAW_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# Any character string() writes otherwise than as itself, per quote.
+_ESCAPED = {q: re.compile(r"[\\\n\r\t" + q + r"\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]") for q in "\"'"}
 CHUNK = 100             # terms of one `or` chain, at most
 MAX_REGEX_GROUPS = 16   # "The maximum number of regex groups is 16." (matches-regex-operator)
 
@@ -40,6 +42,8 @@ class Kql(Backend):
     def __init__(self, mapping_file=None, **options):
         super().__init__(mapping_file, **options)
         self._negations = 0   # how many Not nodes enclose the Match being rendered
+        self._leaves: dict = {}    # memo: (mapping, negated, Match or fold key and group) -> text
+        self._targets: dict = {}   # memo: (mapping, field) -> Target
 
     def filters(self) -> dict:
         return {"str": string, "regex": regex, "ident": identifier, "ref": self.reference,
@@ -70,9 +74,19 @@ class Kql(Backend):
         if isinstance(query, And):
             text = self.macros.and_(self._chunked([self.render(a, And) for a in query.args], self.macros.and_))
             return self.macros.group(text) if parent not in (None, And) else text
-        if isinstance(query, Match) and self._on_bool(query):
-            return self.macros.boolean(query, truths(query))
+        if isinstance(query, Match):
+            return self._leaf(query, lambda: self.macros.boolean(query, truths(query)) if self._on_bool(query)
+                              else super(Kql, self).render(query, parent))
         return super().render(query, parent)
+
+    def _leaf(self, key, render):
+        """render() once per (mapping, negation, key): a leaf's text depends on nothing else,
+        and rules repeat values."""
+        key = (id(self.mapping), self._negations > 0, key)
+        done = self._leaves.get(key)
+        if done is None:
+            done = self._leaves[key] = render()
+        return done
 
     def _on_bool(self, m: Match) -> bool:
         """Whether m tests a bool column (exists and null excepted: they need no text)."""
@@ -109,7 +123,7 @@ class Kql(Backend):
                 held = {word for m in group for word in truths(m)}
                 return self.macros.boolean(group[0], [w for w in ("true", "false") if w in held])
             return getattr(self.macros, k[0])(group)
-        return self.fold_or(args, key, fold)
+        return self.fold_or(args, key, lambda k, group: self._leaf((k, tuple(group)), lambda: fold(k, group)))
 
     # --- correlations --------------------------------------------------------------------------
     def convert_correlation(self, correlation) -> str:
@@ -157,6 +171,13 @@ class Kql(Backend):
     # --- fields --------------------------------------------------------------------------------
     def target(self, field: str):
         """The mapping's Target for a field: a column, never a place inside JSON text."""
+        key = (id(self.mapping), field)
+        found = self._targets.get(key)
+        if found is None:
+            found = self._targets[key] = self._target(field)
+        return found
+
+    def _target(self, field: str):
         t = self.resolve(field)
         if t.json_path:
             # The evaluator enters lists anywhere on the path (and reads "a.b" keys as a.b); KQL's
@@ -196,6 +217,9 @@ def timespan(seconds: int) -> str:
 
 def string(value, quote='"') -> str:
     """A string literal that reads back as `value` (KustoFacts.GetDoubleQuotedStringLiteral)."""
+    value = str(value)
+    if not _ESCAPED[quote].search(value):      # the common case: nothing to escape
+        return quote + value + quote
     body = []
     for c in str(value):
         if c in _SHORT:
