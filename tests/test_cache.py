@@ -187,3 +187,22 @@ def test_size_bound(tmp_path):
     store.prune()
     total = sum(p.stat().st_size for p in (tmp_path / "v1").rglob("*") if p.is_file())
     assert 10_000 <= total <= 20_000 * cache.KEEP_FRACTION   # pruned to the bound's share, no further
+
+
+def test_compiled_grammar_and_templates_are_kept_and_a_damaged_one_is_rebuilt(repo, tmp_path):
+    """The analysed condition grammar (Lark) and the compiled templates (Jinja) go to the cache
+    folder; damaged, they are built again and the output does not change."""
+    argv = [sys.executable, "-m", "transpiler", "convert", "-t", "kql", "--no-progress", str(repo)]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    run = lambda *extra: subprocess.run(argv + list(extra), capture_output=True, text=True, env=env, cwd=ROOT)  # noqa: E731
+    cold = run("--no-cache")
+    assert not (tmp_path / "cache").exists()
+    assert run().stdout == cold.stdout
+    kept = [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.parent.name in ("lark", "jinja")]
+    assert {p.parent.name for p in kept} == {"lark", "jinja"}
+    for p in kept:
+        p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2] + b"\x00garbage")
+    (repo / "r0.yml").write_text((repo / "r0.yml").read_text() + "\n# changed\n")   # a miss: compiles again
+    again = run()
+    assert again.returncode == cold.returncode and "Traceback" not in again.stderr
+    assert again.stdout == run("--no-cache").stdout

@@ -26,6 +26,7 @@ outcome holds anything else is simply not cached.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import marshal
 import os
@@ -46,8 +47,69 @@ _ERRORS = {c.__name__: c for c in (TranspileError, RuleError, ConditionError, Un
 _PACKAGE = Path(__file__).resolve().parent
 
 
+_off = False      # the run's --no-cache (cli.main): every cache of the process at once
+
+
 def enabled(no_cache: bool = False) -> bool:
-    return not no_cache and os.environ.get("SIGMA_TRANSPILE_NO_CACHE", "") in ("", "0")
+    return not (no_cache or _off) and os.environ.get("SIGMA_TRANSPILE_NO_CACHE", "") in ("", "0")
+
+
+def use(on: bool):
+    """Turn this process's caches on or off: converted rules, and the analysed condition
+    grammar and compiled templates (which make a first conversion start faster)."""
+    global _off
+    _off = not on
+
+
+@contextlib.contextmanager
+def grammar(name: str, text: str):
+    """Where Lark keeps its analysis of the grammar `text`: yields a path for Lark's `cache`
+    option, or None. The file is named by the grammar's hash and Lark's and Python's versions;
+    a missing one is written under a temporary name by Lark and renamed into place."""
+    if not enabled():
+        yield None
+        return
+    import lark
+    digest = hashlib.sha256(f"{text}\0{lark.__version__}\0{sys.version}".encode()).hexdigest()[:32]
+    final = os.path.join(str(folder()), "v1", "lark", f"{name}-{digest}")
+    if os.path.exists(final):
+        yield final
+        return
+    tmp = None
+    with _quiet():
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(final), prefix=".tmp-")
+        os.close(fd)
+        os.unlink(tmp)                     # Lark writes it only when it built the parser
+    yield tmp
+    if tmp is not None and os.path.exists(tmp):
+        with _quiet():
+            os.replace(tmp, final)
+
+
+def templates():
+    """A Jinja bytecode cache in the cache folder (compiled templates keyed by their source's
+    checksum), or None. A damaged file is compiled again, never an error."""
+    if not enabled():
+        return None
+    import jinja2
+
+    class Bytecode(jinja2.FileSystemBytecodeCache):
+        def load_bytecode(self, bucket):
+            try:
+                super().load_bytecode(bucket)
+            except Exception:             # noqa: BLE001 - a damaged file: compile the template
+                bucket.reset()
+
+        def dump_bytecode(self, bucket):
+            with _quiet():
+                super().dump_bytecode(bucket)
+
+    path = os.path.join(str(folder()), "v1", "jinja")
+    with _quiet():
+        os.makedirs(path, exist_ok=True)
+        return Bytecode(path)
+    return None
 
 
 def folder() -> Path:

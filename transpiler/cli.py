@@ -25,6 +25,7 @@ from .resources import resource_dir
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    cache.use(not getattr(args, "no_cache", False))
     try:
         return args.func(args)
     except TranspileError as e:          # a bad option or option file: placeholders, mapping, -o
@@ -421,6 +422,7 @@ class _LazyBackend:
         if made is None:
             made = self.__dict__["_made"] = backends.get(self._args.target)(
                 mapping_file=self._args.mapping, table=self._args.table)
+            made.env.bytecode_cache = cache.templates()   # compiled templates kept between runs
         return made
 
     def __getattr__(self, name):
