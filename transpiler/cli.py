@@ -23,6 +23,12 @@ from .rule import MAX_FILE_BYTES, duplicates, load_paths
 from .resources import resource_dir
 
 
+# Set by a command that leaves nothing to clean up at exit (convert): entry.run then ends the
+# process at once instead of letting the interpreter free every rule object one by one, which
+# takes a tenth of a 3,000-rule conversion. Tests call main() and are not affected.
+quick_exit = False
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     cache.use(not getattr(args, "no_cache", False))
@@ -404,6 +410,8 @@ def cmd_convert(args) -> int:
         print("interrupted: no file is left half-written", file=sys.stderr)
         return 130
     print(batch.summary_line(records, excluded, seconds, written, len(repeated)), file=sys.stderr)
+    global quick_exit
+    quick_exit = True        # every file is written and closed; nothing is left to clean up
     return batch.exit_code(records, args.fail_on)
 
 

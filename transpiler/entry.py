@@ -6,6 +6,7 @@ finished but before the interpreter has shut down, ends the run like an interrup
 else ("interrupted", exit status 130), never with a traceback or a death by signal.
 cli.main() handles interrupts during the work itself; tests call it directly.
 """
+import os
 import signal
 import sys
 
@@ -32,4 +33,11 @@ def run() -> int:
         sys.stdout.flush()
     except (BrokenPipeError, ValueError):
         sys.stdout = None          # the reader is gone; nothing more can reach it
+    cli = sys.modules.get("transpiler.cli")
+    if cli is not None and cli.quick_exit:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os._exit(status)           # no teardown: convert has closed every file (cli.quick_exit)
     return status
