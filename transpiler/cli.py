@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import re
 import signal
@@ -375,7 +376,7 @@ def cmd_convert(args) -> int:
     loading, progress, writing = (batch.Progress(enabled=not args.no_progress, label=label)
                                   for label in ("loading", "converting", "writing"))
     try:
-        with _terminate_as_exit():
+        with _terminate_as_exit(), _few_collections():
             rules, errors = batch.load_all(args.rules, placeholders, loading, cached)
             if cached is not None and cached.needs_full_rules(rules):
                 cached = None         # filters or correlations: every rule in full, nothing cached
@@ -506,6 +507,18 @@ def _convert_write(args, fmt, outputs, progress) -> int | None:
         for r in records:
             r.outputs.append(str(out / name))
     return len(outputs)
+
+
+@contextlib.contextmanager
+def _few_collections():
+    """A batch makes hundreds of thousands of objects that live to its end, and almost no
+    cycles: the cyclic collector runs a tenth as often (a tenth of convert's time), then as before."""
+    before = gc.get_threshold()
+    gc.set_threshold(10_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 @contextlib.contextmanager
