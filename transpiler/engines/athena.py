@@ -18,8 +18,9 @@ listed in _ALLOWED is refused with the node named: never a silent approximation.
   them are refused with that reason.
 - from_iso8601_timestamp (in TRY): Joda's ISODateTimeFormat.dateTimeParser with the offset kept,
   milliseconds (calendar dates, 'T', hh[:mm[:ss]][.fraction], Z or +hh[:mm]); AT TIME ZONE,
-  element_at, transform, split, rpad, replace, CASE, BETWEEN and the date parts mean in DuckDB
-  what they mean in Trino for these values; concat is NULL when an argument is (DuckDB's
+  element_at, transform, split, rpad, replace, length, substr, IF, CASE, BETWEEN, integer
+  arithmetic and casts, and the date parts mean in DuckDB what they mean in Trino for these
+  values (code points, 1-based positions); concat is NULL when an argument is (DuckDB's
   skips NULLs, so it is written with ||).
 - TRY_CAST(x AS IPADDRESS): Guava's InetAddresses.forString (no leading zeros, no zone); an
   IPv4 address is stored as ::ffff:a.b.c.d (IpAddressOperators).
@@ -156,7 +157,7 @@ _ALLOWED = {"Select", "Star", "From", "Table", "Where", "Identifier", "Column", 
             "In", "Is", "Like", "Escape", "Coalesce", "Lambda", "DataType", "Anonymous", "Case", "If",
             "Cast", "Try", "Neg", "DPipe", "AtTimeZone", "Between", "Bracket", "Array", "Split",
             "Pad", "Replace", "Transform", "ArrayElementAt", "Flatten", "ArrayFilter", "ArraySize",
-            *_PARTS}
+            "Length", "Substring", "Abs", "Add", "Sub", *_PARTS}
 _OURS = {"trino_json_extract_scalar", "trino_regexp_like", "trino_regexp_replace", "trino_contains",
          "trino_ipaddress", "trino_double", "trino_lower", "trino_time_part", "trino_from_iso8601_timestamp",
          "element_at", "transform", "split", "rpad", "replace", "trino_json_parse", "trino_json_array_length",
@@ -219,8 +220,8 @@ def translate(athena_sql: str, regex: bool = True) -> str:
                 return call("trino_ipaddress", node.this)
             if to == "DOUBLE" and isinstance(node, exp.TryCast):
                 return call("trino_double", node.this)
-            if to == "VARCHAR" and isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast):
-                return node
+            if to in ("VARCHAR", "INTEGER") and isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast):
+                return node   # to INTEGER: both read an optional '-' and digits, and fail otherwise
             if to == "ARRAY(JSON)" and not isinstance(node, exp.TryCast):
                 return call("trino_json_array", node.this)
             if to == "MAP(VARCHAR, JSON)" and isinstance(node, exp.TryCast):   # element_at(...) follows
