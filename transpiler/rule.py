@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
+import functools
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -390,8 +391,13 @@ def _selected(name, col, section, selections, text):
 def _names(pattern, selections) -> list[str]:
     if pattern == "them":
         return [n for n in selections if not n.startswith("_")]   # spec: `them` skips _names
-    regex = re.compile(fnmatch.translate(pattern))
+    regex = _wildcard(pattern)
     return [n for n in selections if regex.match(n)]
+
+
+@functools.lru_cache(maxsize=1024)      # rules repeat the same few: selection*, filter_*
+def _wildcard(pattern: str):
+    return re.compile(fnmatch.translate(pattern))
 
 
 def _suggest(name, selections) -> str:
@@ -402,6 +408,8 @@ def _suggest(name, selections) -> str:
 
 def _plain(value):
     """Metadata as JSON-ready values: YAML dates become ISO text."""
+    if type(value) is str:          # nearly every value
+        return value
     if isinstance(value, (datetime.date, datetime.datetime)):
         return value.isoformat()
     if isinstance(value, dict):
