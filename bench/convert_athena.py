@@ -1,59 +1,48 @@
-"""Convert every SigmaHQ rule to Athena SQL: the whole process, load + convert.
+"""Convert the SigmaHQ rules to Athena SQL, paired with sigma-cli (pySigma-backend-athena).
 
-    python bench/convert_athena.py [--runs 5] [--target athena] [--folder DIR]
+    python bench/convert_athena.py [--runs 5] [--folder DIR]
 
-For comparison, sigma-cli with pySigma-backend-athena needs about 11 s for the same folder
-and converts 3,024 of the rules (it aborts on 86). Prints the median wall time and, from
-one in-process run, how the time splits between loading and converting, and the CPU time.
+Both tools convert the same files: those sigma-cli converts without aborting (3,055 of the
+3,141 SigmaHQ rules: pySigma-backend-athena 0.2.0 aborts the run on the 86 keyword rules).
+Whole processes, alternately, cold (ours with --no-cache); prints each tool's median wall and
+CPU time and peak RSS, the median of the per-pair ratios and the load average. Then, from one
+in-process run, how our time splits between loading and converting.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
-from common import need_corpus, time_command
-
-SCRIPT = """
-import sys, time
-from transpiler.backends import get
-from transpiler.errors import Unsupported
-from transpiler.rule import load_paths
-start = time.perf_counter()
-rules, errors = load_paths([sys.argv[1]])
-loaded = time.perf_counter()
-backend = get(sys.argv[2])()
-converted, unsupported = 0, 0
-for rule in rules:
-    if rule.kind != "rule":
-        continue
-    try:
-        backend.convert(rule)
-        converted += 1
-    except Unsupported:
-        unsupported += 1
-done = time.perf_counter()
-print(len(rules), len(errors), converted, unsupported, loaded - start, done - loaded, time.process_time())
-"""
+import paired
+from common import ROOT, need_corpus
 
 
-def main():
+def phases(target: str, rules: list[str]) -> None:
+    sys.path.insert(0, str(ROOT))
+    from transpiler.backends import get
+    from transpiler.errors import Unsupported
+    from transpiler.rule import load_paths
+    start = time.perf_counter()
+    loaded, _ = load_paths(rules)
+    middle = time.perf_counter()
+    backend = get(target)()
+    for rule in loaded:
+        try:
+            backend.convert(rule)
+        except Unsupported:
+            pass
+    print(f"  in-process: load {middle - start:.2f} s, convert {time.perf_counter() - middle:.2f} s")
+
+
+def main(target="athena"):
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--target", default="athena")
     p.add_argument("--folder", default=None)
     args = p.parse_args()
-    folder = args.folder or str(need_corpus("rules", "sigmahq-rules"))
-    median, samples, done = time_command([sys.executable, "-c", SCRIPT, folder, args.target], args.runs)
-    if done.returncode:
-        sys.exit(done.stderr)
-    rules, errors, converted, unsupported = map(int, done.stdout.split()[:4])
-    load, convert, cpu = map(float, done.stdout.split()[4:])
-    print(f"{args.target}: {rules} rules from {folder}: {converted} converted, {unsupported} unsupported, "
-          f"{errors} load errors")
-    print(f"whole process (import + load + convert): median {median:.2f} s over {args.runs} runs "
-          f"({', '.join(f'{s:.2f}' for s in samples)}); {rules / median:.0f} rules/s")
-    print(f"last run inside the process: load {load:.2f} s, convert {convert:.2f} s (wall); "
-          f"{cpu:.2f} s CPU for the whole process (less disturbed by a busy machine)")
+    folder = paired.Path(args.folder) if args.folder else need_corpus("rules", "sigmahq-rules")
+    paired.convert_figure(target, folder, args.runs, *paired.cold())
+    phases(target, paired.survivors(target, folder))
 
 
 if __name__ == "__main__":

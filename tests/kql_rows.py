@@ -130,6 +130,8 @@ def _put(out, written, mapping, column, path, value, derived=False):
         raise NotRepresentable(f"{column} {'.'.join(path)} would hold two values")
     written[key] = value
     kind = mapping.schema[column]
+    if path and not derived and (value == "" or isinstance(value, list)):
+        raise NotRepresentable(f"{column}.{'.'.join(path)} holds one value, read as text: not {value!r}")
     if path:
         holder = out[column] if isinstance(out[column], dict) else {}
         out[column] = holder

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from transpiler import cli
 from transpiler.cli import main
 
 RULE = """title: {title}
@@ -41,7 +42,7 @@ def events(tmp_path):
 
 def test_check_valid(rules, capsys):
     assert main(["check", str(rules)]) == 0
-    assert "2 valid (2 rules), 0 with errors" in capsys.readouterr().err
+    assert "2 valid (2 rules), 0 problems" in capsys.readouterr().err
 
 
 def test_check_reports_every_problem(rules, capsys):
@@ -59,7 +60,7 @@ def test_check_json(rules, capsys):
     (rules / "bad.yml").write_text("title: x\nlogsource: {}\ndetection: {sel: {a: 1}, condition: sel and}\n")
     assert main(["check", str(rules), "--format", "json"]) == 1
     report = json.loads(capsys.readouterr().out)
-    assert report["valid"] == 2 and report["errors"] == 1
+    assert report["valid"] == 2 and report["errors"] == 1 and report["documents"] == 3
     assert report["problems"][0]["kind"] == "syntax" and report["problems"][0]["col"] == 8
 
 
@@ -125,3 +126,44 @@ def test_check_reports_unresolved_correlation(tmp_path, capsys):
                      "timespan: 1m, condition: {gte: 2}}\n")
     assert main(["check", str(rules)]) == 1
     assert "correlation.rules: no loaded rule has id, name or title 'gone'" in capsys.readouterr().out
+
+
+def test_check_reports_duplicates_with_both_paths(rules, capsys):
+    """Repeated ids, titles and file names passed check (sigma-cli flags all three)."""
+    (rules / "copies").mkdir()
+    (rules / "copies" / "create_user.yml").write_text(
+        RULE.format(title="Create user", id="8f3a7b2c-1d4e-5f6a-9b0c-2e3d4f5a6b7c", event="CreateUser"))
+    assert main(["check", str(rules)]) == 1
+    first, copy = rules / "copies" / "create_user.yml", rules / "create_user.yml"   # in path order
+    assert capsys.readouterr().out.splitlines() == [
+        f"{copy}: id: '8f3a7b2c-1d4e-5f6a-9b0c-2e3d4f5a6b7c' is also the id of {first}",
+        f"{copy}: title: 'Create user' is also the title of {first}",
+        f"{copy}: the file name 'create_user.yml' is also used by {first}"]
+    assert main(["check", str(rules), "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert (report["documents"], report["valid"], report["errors"]) == (3, 3, 3)   # 3 rules, 3 problems
+
+
+def test_match_max_event_size(rules, events, capsys):
+    assert main(["match", str(rules), "--events", str(events), "--max-event-size", "100"]) == 1
+    assert f"{events}: more than 100 bytes of JSON, the limit (--max-event-size raises it)" in capsys.readouterr().err
+    assert main(["match", str(rules), "--events", str(events), "--max-event-size", "1K"]) == 0
+    with pytest.raises(SystemExit):
+        main(["match", str(rules), "--events", str(events), "--max-event-size", "lots"])
+    assert "'lots' is not a size such as 512M, 2G or 1048576" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(rules, monkeypatch, capsys):
+    """check, match, explain and catalog had no answer to Ctrl-C but a KeyboardInterrupt traceback."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "load_paths", interrupted)
+    assert main(["check", str(rules)]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_explain_catalog_path_without_rules_is_an_error(rules, tmp_path, capsys):
+    (tmp_path / "typo").mkdir()
+    assert main(["explain", str(rules / "create_user.yml"), "--catalog", str(tmp_path / "typo")]) == 1
+    assert f"{tmp_path / 'typo'}: no rule files (.yml, .yaml) in this folder or below" in capsys.readouterr().err
+    assert main(["explain", str(rules / "create_user.yml"), "--catalog", str(rules)]) == 0

@@ -17,7 +17,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transpiler import backends, batch, formats
+from transpiler import backends, batch, files, formats
 from transpiler.cli import main
 from transpiler.rule import load_paths
 
@@ -232,7 +232,8 @@ def test_sentinel_arm(rules, tmp_path):
     assert len(names) == 7                                  # same Sigma id twice: still unique
     by_title = {r["properties"]["displayName"]: r["properties"] for r in doc["resources"]}
     user = by_title["AWS IAM User Created"]
-    assert user["tactics"] == ["Persistence", "PrivilegeEscalation", "DefenseEvasion"]   # stealth -> DefenseEvasion
+    # stealth -> DefenseEvasion; InitialAccess added: Sentinel's table puts T1078 there too (sentinel.py)
+    assert user["tactics"] == ["InitialAccess", "Persistence", "PrivilegeEscalation", "DefenseEvasion"]
     assert user["techniques"] == ["T1078", "T1136"]
     assert user["severity"] == "Medium"
     assert user["description"].startswith("Detects a new IAM user.\nQuotes \" and 'single', <b>&amp;</b>")
@@ -251,11 +252,11 @@ def test_sentinel_arm_id_is_uuid5_of_the_rule_id(rules, tmp_path):
 
 
 def test_sentinel_arm_options_and_preview_subtechniques(rules, tmp_path):
-    run(rules, "-t", "kql", "-f", "sentinel_arm", "-o", tmp_path / "o", "-O", "frequency=5m", "-O", "period=2d",
+    run(rules, "-t", "kql", "-f", "sentinel_arm", "-o", tmp_path / "o", "-O", "frequency=1h", "-O", "period=2d",
         "-O", "suppression=1h", "-O", "enabled=false", "-O", "api_version=2024-01-01-preview", "-O", "threshold=3")
     doc = json.loads((tmp_path / "o" / "sentinel_arm-001.json").read_text())
     p = next(r["properties"] for r in doc["resources"] if r["properties"]["displayName"] == "AWS IAM User Created")
-    assert (p["queryFrequency"], p["queryPeriod"], p["suppressionDuration"]) == ("PT5M", "P2D", "PT1H")
+    assert (p["queryFrequency"], p["queryPeriod"], p["suppressionDuration"]) == ("PT1H", "P2D", "PT1H")
     assert p["suppressionEnabled"] is True and p["enabled"] is False and p["triggerThreshold"] == 3
     assert p["techniques"] == ["T1078", "T1136"] and p["subTechniques"] == ["T1136.003"]
 
@@ -453,7 +454,7 @@ def test_default_queries_to_stdout(rules, capsys):
 def test_default_queries_to_files(rules, tmp_path):
     run(rules, "-t", "athena", "-o", tmp_path / "out")
     assert len(list((tmp_path / "out").iterdir())) == 7
-    assert (tmp_path / "out" / "two_1.txt").read_text().startswith("SELECT *")
+    assert (tmp_path / "out" / "two_1.sql").read_text().startswith("SELECT *")       # the target's extension
 
 
 # --- determinism and atomic writes --------------------------------------------------------------
@@ -480,7 +481,7 @@ def test_interrupted_run_leaves_no_partial_file(rules, tmp_path, monkeypatch, ca
         if len(calls) == 3:
             raise KeyboardInterrupt
         real_replace(src, dst)
-    monkeypatch.setattr(formats.os, "replace", replace)
+    monkeypatch.setattr(files.os, "replace", replace)
     assert run(rules, "-t", "athena", "-f", "sql", "-o", tmp_path / "out") == 130
     assert "interrupted" in capsys.readouterr().err
     left = sorted(p.name for p in (tmp_path / "out").iterdir())
@@ -492,7 +493,7 @@ def test_interrupted_run_leaves_no_partial_file(rules, tmp_path, monkeypatch, ca
 def test_interrupted_set_file_is_not_written(rules, tmp_path, monkeypatch):
     def boom(*a):
         raise KeyboardInterrupt
-    monkeypatch.setattr(formats.os, "replace", boom)
+    monkeypatch.setattr(files.os, "replace", boom)
     assert run(rules, "-t", "athena", "-f", "jsonl", "-o", tmp_path / "out") == 130
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -719,3 +720,77 @@ detection: {selection: {eventName: ConsoleLogin, errorMessage: Failed authentica
     assert rows[3]["result"] == "unsupported" and "generate: false" in rows[3]["errors"][0]["message"]
     s = report["summary"]
     assert s["read"] == 4 == s["converted"] + s["unsupported"] + s["failed"]
+
+
+# --- output files: modes, paths that cannot be written, names (issue 13) --------------------------
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_files_written_follow_the_umask(rules, tmp_path, monkeypatch, umask, mode):
+    """Every file convert wrote was 0600 whatever the umask (mkstemp's mode, renamed as it was)."""
+    monkeypatch.setattr(files, "_umask", lambda: umask)
+    out = tmp_path / "out"
+    run(rules, "-t", "kql", "-f", "sentinel", "-o", out, "--report", out / "r.json", "--junit", out / "j.xml")
+    written = list(out.iterdir())
+    assert len(written) > 3 and {p.name for p in written} >= {"r.json", "j.xml"}
+    assert {oct(p.stat().st_mode & 0o777) for p in written} == {oct(mode)}
+    (out / "r.json").chmod(0o604)                      # a file that exists keeps its mode
+    run(rules, "-t", "kql", "--report", out / "r.json")
+    assert oct((out / "r.json").stat().st_mode & 0o777) == oct(0o604)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-o", "{file}"], "-o {file}: is a file, not a folder"),
+    (["-f", "jsonl", "-o", "{folder}/sub.jsonl/x.jsonl"], "-o {folder}/sub.jsonl/x.jsonl: {folder}/sub.jsonl is not a folder"),
+    (["--report", "{folder}"], "--report {folder}: is a folder, not a regular file; name a file"),
+    (["--junit", "{folder}"], "--junit {folder}: is a folder, not a regular file; name a file"),
+    (["--report", "/dev/null"], "--report /dev/null: is a character device, not a regular file"),
+    (["--junit", "{file}/j.xml"], "--junit {file}/j.xml: {file} is not a folder"),
+])
+def test_outputs_that_cannot_be_written_are_refused_first(rules, tmp_path, capsys, args, message):
+    """These were tracebacks (FileExistsError, IsADirectoryError) after the whole conversion."""
+    folder, file = tmp_path / "folder", tmp_path / "file"     # no extension: -o file.txt would name a file to write
+    folder.mkdir()
+    (folder / "sub.jsonl").write_text("x")
+    file.write_text("keep me")
+    argv = [a.format(folder=folder, file=file) for a in args]
+    assert run(rules, "-t", "athena", *argv) == 2
+    assert capsys.readouterr().err == f"error: {message.format(folder=folder, file=file)}\n"
+    assert file.read_text() == "keep me" and sorted(p.name for p in folder.iterdir()) == ["sub.jsonl"]
+
+
+@pytest.mark.parametrize("table, message", [
+    (".", "'.': an empty name before or after a dot"), ("db.", "'db.': an empty name before or after a dot"),
+    ("a..b", "'a..b': an empty name before or after a dot"), ("", "the table name is empty"), (" ", "the table name is empty"),
+    ("a\x1bb", "'a\\\\x1bb': control characters in a table name"),
+])
+def test_bad_table_names_are_refused(rules, capsys, table, message):
+    """--table . wrote FROM "".""; --table '' fell back to the default table."""
+    with pytest.raises(SystemExit) as stop:
+        run(rules, "-t", "duckdb", "--table", table)
+    assert stop.value.code == 2 and f"argument --table: {message}" in capsys.readouterr().err
+
+
+def test_file_names_that_fit():
+    long = "x" * 300
+    name = files.fitting_name(long, "yaml")
+    assert len(name) == 150 and name.startswith("x" * 100) and name.endswith(".yaml")
+    assert name == files.fitting_name(long, "yaml") != files.fitting_name(long + "y", "yaml")
+    assert files.fitting_name("short", "sql") == "short.sql"
+    wide = files.fitting_name("\u00e9" * 200, "json")          # cut between characters, in bytes
+    assert len(os.fsencode(wide)) <= 150 and wide.startswith("\u00e9" * 60)
+
+
+def test_duplicates_are_reported_and_their_siem_ids_explicit(rules, tmp_path, capsys):
+    """same_id.yml repeats create_user.yml's id: convert said nothing, and which copy got which
+    Sentinel id depended on path order, unseen. Now both are named, and the report says each
+    rule's id (copies numbered in path order: uuid5(id), then uuid5(id#2))."""
+    code, report = report_of(tmp_path, rules, "-t", "kql", "-f", "sentinel_arm", "-o", tmp_path / "o")
+    err = capsys.readouterr().err
+    first, second = str(rules / "create_user.yml"), str(rules / "same_id.yml")
+    assert f"{second}: id: '{CREATE_USER_ID}' is also the id of {first}" in err
+    assert "1 duplicate (id, title or file name)" in err.splitlines()[-1]
+    assert report["summary"]["duplicates"] == 1
+    assert [(d["path"], d["kind"]) for d in report["duplicates"]] == [(second, "duplicate")]
+    guid = {row["path"]: row["guid"] for row in report["rules"]}
+    assert guid[first] == str(uuid.uuid5(formats.NAMESPACE, CREATE_USER_ID))
+    assert guid[second] == str(uuid.uuid5(formats.NAMESPACE, CREATE_USER_ID + "#2"))

@@ -56,6 +56,9 @@ BAD = [
     ("condition: {gte: many}", "needs a number"),
     ("condition: {more: 1}", "unknown condition keys: more"),
     ("type: value_count", "needs condition.field"),
+    ("timespan: 99999999999999d", "timespan 99999999999999d is longer than 3652058d"),
+    ("timespan: 3652059d", "longer than 3652058d"),
+    ("timespan: " + "9" * 5000 + "s", "(5001 characters) is longer than"),
 ]
 
 
@@ -71,3 +74,22 @@ def test_bad_correlations_name_the_key(change, fragment):
     _, _, errors = resolve(rules)
     assert len(errors) == 1 and isinstance(errors[0], TranspileError)
     assert fragment in errors[0].message and errors[0].where.startswith("correlation")
+
+
+def test_the_longest_timespan_runs_from_year_1_to_9999():
+    """3652058d, the span from 0001-01-01 to 9999-12-31, is the longest timespan (longer ones
+    are refused above): events at both ends of time are in one window, without OverflowError."""
+    text = """
+title: c
+logsource: {}
+correlation: {type: event_count, rules: [base], group-by: [u], timespan: 3652058d, condition: {gte: 3}}
+---
+title: base
+logsource: {}
+detection: {sel: {a: 1}, condition: sel}
+"""
+    correlations, _ = _load(text)
+    events = [{"a": 1, "u": "x", "eventTime": t}
+              for t in ("0001-01-01T00:00:00Z", "2024-01-01T00:00:00Z", "9999-12-31T00:00:00Z")]
+    alerts = [a.as_dict() for a in evaluate(correlations[0], events)]
+    assert [(a["first_trigger"], a["triggers"]) for a in alerts] == [("9999-12-31T00:00:00Z", 1)]

@@ -1,17 +1,17 @@
 """Pipe-search (Logpresso) correlations and filters: every correlation type is refused with
 the reason Logpresso cannot express it (see transpiler/backends/pipesearch.py), and the
 queries of filtered rules run like the evaluator in the search interpreter of
-pipesearch_engine.py."""
+transpiler/engines/pipesearch.py."""
 from __future__ import annotations
 
 import json
 
 import pytest
 from correlation_expected import correlation_cases, filter_cases, generate, load_expected, resolved
-from pipesearch_engine import NotRepresentable, Row, parse
 
 from transpiler.backends.pipesearch import CORRELATION_GAPS, PipeSearch
 from transpiler.correlation import TYPES, evaluate, resolve
+from transpiler.engines.pipesearch import NotRepresentable, Row, parse
 from transpiler.errors import Unsupported
 from transpiler.evaluate import matches
 from transpiler.rule import load_paths

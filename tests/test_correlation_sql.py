@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -197,7 +198,7 @@ def test_time_field_option(con):
     sql = DuckDB(time_field="@timestamp").convert_correlation(correlation)
     assert "fields['@timestamp']" in sql
     assert duckdb_alerts(con, sql) == evaluator_alerts(correlation, events, "@timestamp") != []
-    assert "from_iso8601_timestamp(\"@timestamp\")" in Athena(time_field="@timestamp").convert_correlation(correlation)
+    assert "replace(\"@timestamp\", 'Z', '+00:00')" in Athena(time_field="@timestamp").convert_correlation(correlation)
 
 
 def test_timestamp_columns_are_times_as_they_are():
@@ -229,7 +230,7 @@ def test_temporal_ordered_with_a_condition_is_unsupported(dialect):
 def test_unsupported_base_rule_names_the_rule(dialect):
     c = correlation_of({"type": "event_count", "rules": ["base"], "group-by": ["sourceIPAddress"],
                         "timespan": "5m", "condition": {"gte": 2}},
-                       {"sel": {"userAgent|re": "(?U)a+"}, "condition": "sel"} if dialect == "athena"
+                       {"sel": {"userAgent|re": "\\pL"}, "condition": "sel"} if dialect == "athena"
                        else {"sel": {"sourceIPAddress|cidr": "::1/128"}, "condition": "sel"}, CLOUDTRAIL)
     with pytest.raises(Unsupported, match="rule 'base rule': "):
         backend(dialect).convert_correlation(c)
@@ -376,13 +377,20 @@ def test_duckdb_reads_iso_times_like_the_evaluator(con, value):
     assert duckdb_time(con, value) == python_time(value), repr(value)
 
 
-@given(value=JUNK)
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_duckdb_reads_no_time_the_evaluator_does_not(con, value):
+def test_duckdb_reads_no_time_the_evaluator_does_not(con):
     """Outside the ISO forms DuckDB reads nothing; Python reads some more (week dates, stray
     characters before an offset), which such events' correlations then leave out."""
-    got = duckdb_time(con, value)
-    assert got is None or got == python_time(value), repr(value)
+    read = Counter()
+
+    @given(value=JUNK)
+    @settings(max_examples=400, deadline=None)
+    def check(value):
+        got = duckdb_time(con, value)
+        read[got is not None] += 1
+        assert got is None or got == python_time(value), repr(value)
+
+    check()
+    assert read[True] >= 0.02 * sum(read.values()), read   # some near-ISO texts are read (3% here), and agree
 
 
 # --- random event sequences: DuckDB raises the evaluator's alerts for every type -------------------

@@ -1,8 +1,14 @@
 """Event files in every shape, compressed or not, and broken ones reported, not fatal."""
 import gzip
 import json
+import os
+import re
 
-from transpiler.events import read_events
+import pytest
+
+from transpiler import files
+from transpiler.errors import EventsError
+from transpiler.events import find_event_files, read_event_bytes, read_events
 
 RECORDS = {"Records": [{"eventID": "1", "eventName": "A"}, {"eventID": "2", "eventName": "B"}]}
 
@@ -39,3 +45,64 @@ def test_broken_files_are_reported_and_others_read(tmp_path):
     assert messages["deep.json"] == "JSON nested too deeply"
     assert messages["bad.json"].startswith("invalid JSON: line 1")
     assert "not a JSON object" in messages["scalars.json"]
+
+
+# --- bounded reading (issue 13) ------------------------------------------------------------------
+
+ONE = gzip.compress(b'{"a": 1}')
+GZIP = {   # name: bytes, and what reading them gives: the bytes gzip.decompress gives, or an error
+    "empty.json.gz": (b"", b""),
+    "members.json.gz": (gzip.compress(b'[{"a"') + gzip.compress(b": 1}]"), b'[{"a": 1}]'),
+    "padded.json.gz": (ONE + b"\0" * 100 + ONE, b'{"a": 1}{"a": 1}'),
+    "unnamed.json": (ONE, b'{"a": 1}'),                                  # the magic number says gzip
+    "garbage.json.gz": (ONE + b"xyz", "not gzip data, or damaged (incorrect header check)"),
+    "damaged.json.gz": (ONE[:-8] + bytes([ONE[-8] ^ 1]) + ONE[-7:], "damaged (incorrect data check)"),
+    "truncated.json.gz": (gzip.compress(b"[]" * 999)[:-5], "ends before its end marker"),
+    "plain.json.gz": (b"plain text", "not gzip data"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GZIP))
+def test_gzip_as_gzip_reads_it(tmp_path, name):
+    data, expected = GZIP[name]
+    (tmp_path / name).write_bytes(data)
+    if isinstance(expected, bytes):
+        assert read_event_bytes(tmp_path / name) == expected == gzip.decompress(data)
+    else:
+        with pytest.raises(EventsError, match=re.escape(expected)):
+            read_event_bytes(tmp_path / name)
+
+
+@pytest.mark.parametrize("keep", [files._KEEP, 1000])
+def test_the_limit_stops_inflating(tmp_path, monkeypatch, keep):
+    """At most max_bytes after decompression; past `keep` bytes the output is only counted, and a
+    file that fits is inflated again (keep=1000 takes that path)."""
+    monkeypatch.setattr(files, "_KEEP", keep)
+    data = b'[{"a": "' + b"x" * 5000 + b'"}]'
+    (tmp_path / "e.json.gz").write_bytes(gzip.compress(data[:3000]) + gzip.compress(data[3000:]))
+    (tmp_path / "e.json").write_bytes(data)
+    for name in ("e.json.gz", "e.json"):
+        assert read_event_bytes(tmp_path / name, len(data)) == data
+        with pytest.raises(EventsError, match=f"more than {len(data) - 1:,} bytes of JSON, the limit"):
+            read_event_bytes(tmp_path / name, len(data) - 1)
+
+
+def test_what_is_not_a_regular_file_is_refused_unopened(tmp_path):
+    os.mkfifo(tmp_path / "pipe.json")
+    for path, why in ((tmp_path / "pipe.json", "a named pipe (FIFO)"), ("/dev/zero", "a character device"),
+                      (tmp_path, "a folder"), (tmp_path / "gone.json", "No such file")):
+        with pytest.raises(EventsError, match=re.escape(f"cannot read: {why}")):
+            read_event_bytes(path)
+    events, errors = read_events([tmp_path / "pipe.json"])
+    assert events == [] and "named pipe" in errors[0].message
+
+
+def test_folders_named_must_hold_event_files(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "logs" / "deeper").mkdir(parents=True)
+    (tmp_path / "logs" / "deeper" / "a.json").write_text('{"x": 1}')
+    (tmp_path / "logs" / "loop").symlink_to(tmp_path / "logs", target_is_directory=True)
+    (tmp_path / "elsewhere").symlink_to(tmp_path / "logs" / "deeper", target_is_directory=True)
+    found, errors = find_event_files([tmp_path / "empty", tmp_path / "logs", tmp_path / "elsewhere"])
+    assert found == [tmp_path / "logs" / "deeper" / "a.json"]       # each real folder read once
+    assert [(e.path, e.kind) for e in errors] == [(str(tmp_path / "empty"), "empty")]

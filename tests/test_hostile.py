@@ -3,7 +3,10 @@ memory, with no traceback, and the rest of the batch is still converted.
 
 The bounds are enforced by the operating system (a 1 GiB address-space limit and a 10 s
 timeout on the child process), not by timing assertions."""
+import ctypes
+import gzip
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -19,9 +22,13 @@ def _limit_memory():
     resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
 
 
-def run_cli(*args):
+def run_cli(*args, timeout=10, preexec=None):
+    def setup():
+        _limit_memory()
+        if preexec:
+            preexec()
     done = subprocess.run([sys.executable, "-m", "transpiler", *map(str, args)], capture_output=True,
-                          text=True, timeout=10, preexec_fn=_limit_memory)
+                          text=True, timeout=timeout, preexec_fn=setup)
     assert "Traceback" not in done.stderr, done.stderr
     return done
 
@@ -98,3 +105,137 @@ def test_catastrophic_regex_is_linear(batch, tmp_path):
     done = run_cli("match", batch / "catastrophic_regex.yml", "--events", events, "--format", "jsonl")
     assert done.returncode == 0
     assert [json.loads(line)["index"] for line in done.stdout.splitlines()] == [1]
+
+
+# --- files that are not what they seem (issue 13) ------------------------------------------------
+
+def test_gzip_bomb_is_refused_in_bounded_memory(tmp_path):
+    """1 MB of gzip that inflates to 1 GiB of JSON (1,024 members of a MiB of blanks, made here):
+    match held 2.1 GB for it, and died of MemoryError under this 1 GiB limit. Now inflating
+    stops at the limit (512 MiB), the file is reported, and the other file is still matched."""
+    member = gzip.compress(b" " * 2**20, 9)
+    (tmp_path / "bomb.json.gz").write_bytes(member * 1024)
+    (tmp_path / "good.json").write_text('[{"x": 1}]')
+    (tmp_path / "good.yml").write_text(GOOD)
+    done = run_cli("match", tmp_path / "good.yml", "--events", tmp_path, "--format", "jsonl", timeout=60)
+    assert "bomb.json.gz: more than 512 MiB of JSON, the limit (--max-event-size raises it)" in done.stderr
+    assert [json.loads(line)["file"] for line in done.stdout.splitlines()] == [str(tmp_path / "good.json")]
+    assert done.returncode == 1
+
+
+def test_special_and_huge_files_are_refused_unread(tmp_path):
+    """A FIFO hung check and match; /dev/zero never ended; a 3 GB sparse rule cost 3.1 GB.
+    Each is now one error from its stat, and the good file is still read."""
+    os.mkfifo(tmp_path / "fifo.yml")
+    os.mkfifo(tmp_path / "fifo.json")
+    for name in ("sparse.yml", "sparse.json"):
+        with open(tmp_path / name, "wb") as f:
+            f.truncate(3 * 2**30)
+    (tmp_path / "good.yml").write_text(GOOD)
+    done = run_cli("check", tmp_path, "/dev/zero", "--format", "json")
+    problems = {Path(p["path"]).name: p["message"] for p in json.loads(done.stdout)["problems"]}
+    assert problems == {"fifo.yml": "cannot read: a named pipe (FIFO), not a regular file",
+                        "zero": "cannot read: a character device, not a regular file",
+                        "sparse.yml": "file is larger than 10 MiB"}
+    assert json.loads(done.stdout)["valid"] == 1 and done.returncode == 1
+    (tmp_path / "x.json").write_text('{"x": 1}')
+    done = run_cli("match", tmp_path / "good.yml", "--events", tmp_path, "/dev/zero", "--format", "jsonl")
+    assert "fifo.json: cannot read: a named pipe (FIFO)" in done.stderr
+    assert "/dev/zero: cannot read: a character device" in done.stderr
+    assert "sparse.json: more than 512 MiB of JSON" in done.stderr
+    assert len(done.stdout.splitlines()) == 1 and done.returncode == 1
+
+
+def test_long_rule_file_names_are_shortened(tmp_path):
+    """A 244-byte rule file name: the temporary file's name was too long (OSError) and the
+    batch died unwritten. Now a long name keeps its start, gains a hash, and fits."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for stem in ("a" * 240, "\u00e9" * 120, "short"):
+        (rules / f"{stem}.yml").write_text(GOOD.replace("title: good", f"title: {stem}"))
+    for out in ("one", "two"):
+        done = run_cli("convert", rules, "-t", "duckdb", "-o", tmp_path / out)
+        assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "two").iterdir())     # the same every run
+    assert len(names) == 3 and "short.sql" in names
+    assert all(len(os.fsencode(n)) <= 150 for n in names)
+    assert {n[:8] for n in names} == {"aaaaaaaa", "\u00e9" * 8, "short.sq"}
+
+
+def test_symlinked_folders_are_followed_once(tmp_path):
+    """A symlinked sub-folder was not followed (its rules silently left out); loops must end."""
+    rules, other = tmp_path / "rules", tmp_path / "other"
+    rules.mkdir()
+    other.mkdir()
+    (rules / "a.yml").write_text(GOOD)
+    (other / "b.yml").write_text(GOOD.replace("title: good", "title: other"))
+    (rules / "linked").symlink_to(other, target_is_directory=True)
+    (rules / "loop").symlink_to(rules, target_is_directory=True)        # a folder holding itself
+    (other / "back").symlink_to(rules, target_is_directory=True)        # and a cycle through both
+    done = run_cli("check", rules)
+    assert done.returncode == 0, done.stdout
+    assert "2 valid (2 rules), 0 problems" in done.stderr
+    (other / "e.json").write_text('{"x": 1}')
+    done = run_cli("match", rules, "--events", rules, "--format", "jsonl")
+    assert len(done.stdout.splitlines()) == 2 and done.returncode == 0      # both rules, the one event
+
+
+def _without_root_powers():
+    """Run the child as root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (dropped from the
+    bounding set, so the exec'd Python has them not), so that mode 000 stops it as it stops a
+    user: CI runs the tests as root."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):             # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:    # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_unreadable_and_empty_folders_are_errors(tmp_path):
+    """An empty folder, a folder of non-rules and an unreadable folder gave "0 rules read" and
+    exit 0, so a mistyped path passed CI."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README.md").write_text("no rules here")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "a.yml").write_text(GOOD)
+    locked.chmod(0)
+    try:
+        drop = _without_root_powers if os.geteuid() == 0 else None
+        if drop:
+            try:
+                subprocess.run(["true"], preexec_fn=drop, check=True)
+            except subprocess.SubprocessError as e:
+                pytest.skip(f"running as root without CAP_SETPCAP: mode 000 cannot stop root ({e})")
+        done = run_cli("check", tmp_path / "empty", tmp_path / "notes", locked, "--format", "json", preexec=drop)
+        problems = {(Path(p["path"]).name, p["kind"]): p["message"] for p in json.loads(done.stdout)["problems"]}
+        assert problems == {("empty", "empty"): "no rule files (.yml, .yaml) in this folder or below",
+                            ("notes", "empty"): "no rule files (.yml, .yaml) in this folder or below",
+                            ("locked", "io"): "cannot read folder: Permission denied"}
+        assert done.returncode == 1
+        done = run_cli("convert", tmp_path / "empty", "-t", "kql", preexec=drop)
+        assert "empty: no rule files" in done.stderr and done.returncode == 1
+    finally:
+        locked.chmod(0o755)
+
+
+def test_control_characters_are_escaped_in_check_and_convert(tmp_path):
+    """A file name, a YAML key and a title holding terminal escapes, a carriage return, a line
+    break and a right-to-left override: every error and summary line shows them escaped."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    evil = "\x1b]0;owned\x07\x1b[2J\r\u202e"
+    (rules / f"bad{evil}\nforged: line.yml").write_text(
+        f"title: {json.dumps(evil)}\nlogsource: {{}}\ndetection: {{sel: {{{json.dumps('x' + evil + '|nope')}: 1}}, "
+        "condition: sel}\n")
+    for name in ("one.yml", "two.yml"):     # the same title twice: the duplicate names it
+        (rules / name).write_text(GOOD.replace("title: good", f"title: {json.dumps('t' + evil)}"))
+    for args in (("check", rules), ("convert", rules, "-t", "athena", "-o", tmp_path / "out")):
+        done = run_cli(*args)
+        assert done.returncode == 1
+        text = done.stdout + done.stderr
+        assert not set(text) & set("\x1b\x07\r\u202e"), text
+        assert "\\x1b]0;owned\\x07\\x1b[2J\\x0d\\u202e\\x0aforged: line.yml" in text
+        assert "is also the title of" in text
+        assert not [line for line in text.splitlines() if line.startswith("forged")]

@@ -174,7 +174,7 @@ def test_both_engines_give_the_same_timeline(rules_dir, logs):
     assert titles.count("Admin policy attached") == 1
     assert "A field the Athena table does not have" in titles and "Denied call" not in titles
     assert "Key created" in titles                        # generate: true
-    assert [str(e.message) for e in duck.on_evaluator] and not ref.on_evaluator
+    assert duck.on_evaluator == ["field 'status' has no column in mapping 'cloudtrail.yml'"] and not ref.on_evaluator
     first = [d for d in duck.detections if d.event_id == "id-001"]
     assert {d.file.rsplit("/", 1)[1] for d in first} == {"a.json.gz"}   # first in file order
     alerts = [hunt.alert_dict(a) for a in duck.alerts]
@@ -182,11 +182,20 @@ def test_both_engines_give_the_same_timeline(rules_dir, logs):
     assert alerts[1]["group"] == {"sourceIPAddress": "198.51.100.7", "userIdentity.accessKeyId": "AKIAEXAMPLE"}
 
 
+def no_correlation_sql(monkeypatch):
+    from transpiler.backends.sql import DuckDB
+    from transpiler.errors import Unsupported
+
+    def refuse(self, c):
+        raise Unsupported("no SQL for this test")
+    monkeypatch.setattr(DuckDB, "convert_correlation", refuse)
+
+
 def test_correlations_without_sql_give_the_same_alerts(rules_dir, logs, monkeypatch):
     """Correlations run as the SQL `convert -t duckdb` writes; where there is none, through
     correlation.alerts over the rows DuckDB selected: the same alerts either way."""
     with_sql = hunt.run([rules_dir], [logs], "duckdb").alerts
-    monkeypatch.setattr(hunt, "_correlate_sql", lambda con, backend, c: None)
+    no_correlation_sql(monkeypatch)
     without = hunt.run([rules_dir], [logs], "duckdb").alerts
     assert [a.as_dict() for a in without] == [a.as_dict() for a in with_sql] and len(with_sql) == 2
 
@@ -300,7 +309,7 @@ def test_corpus_engines_agree(monkeypatch):
     assert [e.path for e in duck.bad_files] == [e.path for e in ref.bad_files]
     assert (duck.records, duck.duplicates) == (ref.records, ref.duplicates)
     assert hunt.rows(duck) == hunt.rows(ref)
-    monkeypatch.setattr(hunt, "_correlate_sql", lambda con, backend, c: None)   # correlation.alerts instead
+    no_correlation_sql(monkeypatch)                  # correlation.alerts instead
     again = hunt.run(rules, [corpus_path("cloudtrail")], "duckdb")
     assert [a.as_dict() for a in again.alerts] == [a.as_dict() for a in ref.alerts]
 
@@ -314,3 +323,172 @@ def test_corpus_scan_fills_the_table_load_cloudtrail_fills():
     assert [e.path for e in scan.errors] == [e.path for e in errors] and scan.rows == len(events)
     query = "SELECT * EXCLUDE (row_id) FROM {} ORDER BY row_id"
     assert normal(con.execute(query.format("scanned")).fetchall()) == normal(con.execute(query.format("loaded")).fetchall())
+
+
+# --- rules and logs that must not stop the run -------------------------------------------------------
+
+def hunt_cli(capsys, *argv):
+    code = main(["hunt", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("engine", hunt.ENGINES)
+def test_a_correlation_refused_at_load_leaves_the_others_running(rules_dir, logs, capsys, engine):
+    """A timespan beyond what event times can span is a one-line error for that correlation
+    (check reports it too); every other rule and correlation still runs."""
+    code, before, _ = hunt_cli(capsys, rules_dir, "--logs", logs, "--engine", engine, "--format", "jsonl")
+    (rules_dir / "huge.yml").write_text(RULES["correlation.yml"].replace("timespan: 1m", "timespan: 99999999999999d")
+                                        .replace("00000000-0000-4000-8000-00000000000", "00000000-0000-4000-8000-00000000001")
+                                        .replace("Denied call", "Denied again").lstrip())
+    code, after, err = hunt_cli(capsys, rules_dir, "--logs", logs, "--engine", engine, "--format", "jsonl")
+    assert code == 1 and "Traceback" not in err
+    assert "huge.yml: correlation.timespan: timespan 99999999999999d is longer than 3652058d" in err
+    kept = [line for line in after.splitlines() if "Denied again" not in line]
+    assert kept == before.splitlines()
+    assert main(["check", str(rules_dir / "huge.yml")]) == 1
+    assert "timespan 99999999999999d is longer" in capsys.readouterr().out
+
+
+def test_hunt_output_to_a_folder_is_a_one_line_error(rules_dir, logs, tmp_path, capsys):
+    code, out, err = hunt_cli(capsys, rules_dir, "--logs", logs, "-o", tmp_path)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.startswith("error: -o ") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("engine", hunt.ENGINES)
+def test_json_nested_100000_deep_is_the_same_error_on_both_engines(rules_dir, tmp_path, capsys, engine):
+    logs = tmp_path / "deep"
+    logs.mkdir()
+    (logs / "deep.json").write_text('{"Records": [' + json.dumps(record(1, "CreateUser"))[:-1] + ', "x": '
+                                    + "[" * 100_000 + "]" * 100_000 + "}]}")
+    (logs / "ok.json").write_text(json.dumps({"Records": [record(2, "CreateUser")]}))
+    code, out, err = hunt_cli(capsys, rules_dir, "--logs", logs, "--engine", engine, "--format", "jsonl")
+    assert code == 1 and "deep.json: JSON nested too deeply" in err and "Traceback" not in err
+    assert [json.loads(line)["event_id"] for line in out.splitlines()] == ["id-002"]
+
+
+def test_a_query_that_fails_in_a_batch_is_that_rules_failure_alone(rules_dir, logs, monkeypatch):
+    """One rule's SQL fails inside a fifty-rule UNION ALL: the batch runs again rule by rule;
+    strict (as the differential tests use it), that rule is failed and the others answer as
+    before; in hunt, it runs on the evaluator and the timeline is the evaluator's."""
+    from transpiler import engines
+    from transpiler.backends.sql import DuckDB
+    from transpiler.events import read_events
+
+    rules, errors = __import__("transpiler.batch", fromlist=["load_all"]).load_all([rules_dir])
+    plan = engines.plan(rules, errors, keep=lambda r: True)
+    events = [e.data for e in read_events([logs])[0]]
+    clean = engines.get("duckdb")().run(plan.rules, events)
+    render = DuckDB.render
+    broken = next(n for n, r in enumerate(plan.rules) if r.title == "Admin policy attached")
+
+    def render_or_fail(self, query, parent=None):
+        text = render(self, query, parent)
+        return f"{text} AND error('boom') IS NULL" if query == plan.rules[broken].query else text
+    monkeypatch.setattr(DuckDB, "render", render_or_fail)
+    got = engines.get("duckdb")().run(plan.rules, events)
+    assert list(got.failed) == [broken] and "boom" in got.failed[broken]
+    assert {n: m for n, m in got.matches.items()} == {n: m for n, m in clean.matches.items() if n != broken}
+    duck, ref = hunt.run([rules_dir], [logs], "duckdb"), hunt.run([rules_dir], [logs], "evaluator")
+    assert hunt.rows(duck) == hunt.rows(ref) and not duck.rule_errors
+    assert any("DuckDB could not run its query" in reason and "boom" in reason for reason in duck.on_evaluator)
+
+
+def test_the_evaluator_engine_needs_no_duckdb(rules_dir, logs, tmp_path):
+    """duckdb hidden from the import system: --engine evaluator and match work and never import
+    it; --engine duckdb says in one line that it cannot run."""
+    script = f"""
+import sys
+class Hidden:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("duckdb", "_duckdb"):
+            raise ModuleNotFoundError("No module named 'duckdb'")
+sys.meta_path.insert(0, Hidden())
+from transpiler.cli import main
+codes = [main(["hunt", {str(rules_dir)!r}, "--logs", {str(logs)!r}, "--engine", "evaluator", "--format", "jsonl"]),
+         main(["match", {str(rules_dir)!r}, "--events", {str(logs)!r}]),
+         main(["hunt", {str(rules_dir)!r}, "--logs", {str(logs)!r}])]
+print("CODES", codes, [m for m in sys.modules if m.split(".")[0] in ("duckdb", "_duckdb")])
+"""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert "CODES [1, 1, 2] []" in done.stdout, done.stderr
+    assert '"rule": "IAM user created"' in done.stdout and "Traceback" not in done.stderr
+    assert "error: the duckdb engine cannot run: the duckdb package is not installed" in done.stderr
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next(rules_dir, logs, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    roots = [p for p in ("/dev/shm", tempfile.gettempdir()) if os.access(p, os.W_OK)]
+    stale = [tempfile.mkdtemp(prefix=f"sigma-scan-{pid}-", dir=root) for root in roots]
+    mine = tempfile.mkdtemp(prefix=f"sigma-scan-{os.getpid()}-")      # a live run's: kept
+    hunt.run([rules_dir], [logs], "duckdb")
+    assert not any(os.path.exists(s) for s in stale) and os.path.isdir(mine)
+    os.rmdir(mine)
+
+
+# --- output: terminal, spreadsheet, machine -------------------------------------------------------
+
+HOSTILE = {"eventID": "id-\r\nforged line", "sourceIPAddress": "=HYPERLINK(\"http://x\")",
+           "userIdentity": {"arn": "arn:aws:iam::1:user/\x1b[31mred\x1b[0m" + "x" * 200}}
+
+
+def test_control_characters_and_formulas_from_logs_and_rules_are_neutralised(rules_dir, tmp_path, capsys):
+    logs = tmp_path / "hostile"
+    logs.mkdir()
+    (logs / "h.json").write_text(json.dumps({"Records": [record(1, "CreateUser", **HOSTILE)]}))
+    (rules_dir / "create_user.yml").write_text(RULES["create_user.yml"].replace(
+        "title: IAM user created", 'title: "IAM user \\e[2J created"').lstrip())
+    code, table, err = hunt_cli(capsys, rules_dir, "--logs", logs)
+    for text in (table, err):
+        assert "\x1b" not in text and "\r" not in text
+    assert "\\x1b[31mred" in table and "id-\\x0d\\x0aforged line" in table and "IAM user \\x1b[2J created" in err
+    out = tmp_path / "t.csv"
+    hunt_cli(capsys, rules_dir, "--logs", logs, "--format", "csv", "-o", out)
+    row = next(csv.DictReader(io.StringIO(out.read_text())))
+    assert row["source_ip"] == "'=HYPERLINK(\"http://x\")" and row["user"] == HOSTILE["userIdentity"]["arn"]
+    hunt_cli(capsys, rules_dir, "--logs", logs, "--format", "jsonl", "-o", out)
+    row = json.loads(out.read_text().splitlines()[0])
+    assert (row["event_id"], row["source_ip"], row["rule"]) == (HOSTILE["eventID"], HOSTILE["sourceIPAddress"],
+                                                                "IAM user \x1b[2J created")
+    main(["match", str(rules_dir), "--events", str(logs)])      # 1: chain.yml names the old title
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2 and all(line.endswith("eventID=id-\\x0d\\x0aforged line") for line in printed)
+    assert "'IAM user \\x1b[2J created'" in printed[0]
+
+
+def test_the_table_fits_the_terminal_and_elides_long_cells(rules_dir, tmp_path):
+    logs = tmp_path / "wide"
+    logs.mkdir()
+    arn = "arn:aws:sts::111122223333:assumed-role/" + "VeryLongRoleName" * 8 + "/session-name-end"
+    (logs / "w.json").write_text(json.dumps({"Records": [record(1, "CreateUser", userIdentity={"arn": arn})]}))
+    report = hunt.run([rules_dir], [logs], "evaluator")
+    for width in (80, 120):
+        out = io.StringIO()
+        hunt.write(report, "table", out, width)
+        lines = out.getvalue().splitlines()
+        assert max(map(len, lines)) <= width and "…" in lines[2] and "-name-end " in lines[2] + " "
+    whole = io.StringIO()
+    hunt.write(report, "table", whole)
+    assert arn in whole.getvalue()
+    assert hunt.terminal_width(io.StringIO()) is None
+
+
+def test_match_names_the_rule_file_when_rules_share_an_id(rules_dir, logs, capsys):
+    """Copies of a rule in two folders: match says so on stderr and each line names the file,
+    so no two lines read the same."""
+    copy = rules_dir / "copies"
+    copy.mkdir()
+    (copy / "create_user.yml").write_text(RULES["create_user.yml"].lstrip())
+    main(["match", str(rules_dir), "--events", str(logs / "c.json")])
+    out, err = capsys.readouterr()
+    lines = [line for line in out.splitlines() if "IAM user created" in line]
+    assert len(lines) == 2 and len(set(lines)) == 2 and lines[0].endswith("/create_user.yml)")
+    assert "is also the id of" in err

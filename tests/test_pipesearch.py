@@ -1,24 +1,23 @@
 """The pipesearch (Logpresso-style) backend: the seed shape, enrichment, and its queries run
-by the interpreter in pipesearch_engine.py against the evaluator."""
+by the interpreter in transpiler/engines/pipesearch.py against the evaluator."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from caselib import UNSUPPORTED, load_cases, load_expected
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pipesearch_engine import Java, NotRepresentable, Row, literals, parse
 
-from transpiler.backends.pipesearch import PipeSearch, java_regex
+from transpiler.backends.pipesearch import PipeSearch
+from transpiler.engines.pipesearch import NotRepresentable, Row, literals, parse
 from transpiler.errors import Unsupported
 from transpiler.evaluate import matches
 from transpiler.nodes import Op
-from transpiler.regex import compile_regex
 from transpiler.rule import load_file, rule_from_dict
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
-needs_java = pytest.mark.skipif(not Java.available(), reason="no JDK (java, javac) on PATH")
 
 SEED_QUERY = """\
 table aws_cloudtrail
@@ -95,6 +94,9 @@ def _rule(key, value):
                            "detection": {"sel": {key: value}, "condition": "sel"}})
 
 
+CONVERTED = Counter()   # property tests below: examples converted (True) or refused (False)
+
+
 @given(value=HOSTILE, op=st.sampled_from(OPS))
 @settings(max_examples=300, deadline=None)
 def test_every_literal_decodes_to_the_intended_value(value, op):
@@ -104,7 +106,9 @@ def test_every_literal_decodes_to_the_intended_value(value, op):
     try:
         query = PipeSearch().convert(rule)
     except Unsupported:
+        CONVERTED[False] += 1
         return
+    CONVERTED[True] += 1
     tree = parse(search_of(query))
     strs, m = literals(tree), rule.query
     if m.op is Op.EXISTS:
@@ -119,7 +123,6 @@ def test_every_literal_decodes_to_the_intended_value(value, op):
         assert tree[1] == "match", query
 
 
-@needs_java
 @given(value=HOSTILE, op=st.sampled_from(OPS), other=HOSTILE)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_queries_select_what_the_evaluator_selects(engine, value, op, other):
@@ -127,12 +130,22 @@ def test_queries_select_what_the_evaluator_selects(engine, value, op, other):
     try:
         query = PipeSearch().convert(rule)
     except Unsupported:
+        CONVERTED[False] += 1
         return
+    CONVERTED[True] += 1
     tree = parse(search_of(query))
     mapping = PipeSearch().mapping_for(rule)
     for s in {value, value.upper(), value.lower(), other, other + value + other, value + other}:
         event = {"f": s}
         assert engine.passes(tree, Row(event, mapping)) == matches(rule.query, event), (query, event)
+
+
+def test_property_tests_converted_most_examples():
+    """The two tests above return on Unsupported: they prove something only if most hostile
+    values convert (runs after them, in file order; alone it has nothing to check)."""
+    if not CONVERTED:
+        pytest.skip("run with the property tests above")
+    assert CONVERTED[True] >= 0.8 * sum(CONVERTED.values()), CONVERTED
 
 
 # --- the golden cases, run -------------------------------------------------------------------------
@@ -142,7 +155,6 @@ def _runnable():
     return [c for c in load_cases() if not c.error and not expected.get(c.id, UNSUPPORTED).startswith(UNSUPPORTED)]
 
 
-@needs_java
 @pytest.mark.parametrize("case", _runnable(), ids=lambda c: c.id)
 def test_golden_case_runs_like_the_evaluator(engine, case):
     rule = case.rule()
@@ -163,81 +175,6 @@ def test_golden_case_runs_like_the_evaluator(engine, case):
         pytest.skip("no event fits the row model (lists)")
 
 
-# --- regexes: RE2 (the evaluator) and the Java translation agree ----------------------------------
-
-REGEXES = [
-    (r"\s-e(nc?)?\s", ["ps -enc x", "ps\x0b-e\x0bx", "ps\t-e\nx", "ps -x"]),
-    (r"^adm[0-9]+$", ["adm42", "adm42\n", "xadm4"]),
-    (r"a.c", ["abc", "a\nc", "a\rc", "a\u2028c", "a\u0085c"]),
-    (r"(?s)a.c", ["a\nc", "a\rc"]),
-    (r"(?m)^x$", ["a\nx\nb", "x\r\n", "ax", "x\n"]),
-    (r"(?m)^$", ["abc\n", "abc", ""]),
-    (r"(?i)straße", ["STRASSE", "Straße", "STRAßE"]),
-    (r"(?i)k", ["K", "\u212a", "k"]),
-    (r"\bx\b", ["a x b", "\u00e9x", "x\u00e9", "ax"]),
-    (r"\Bx", ["ax", " x", "\u00e9x"]),
-    (r"[[:alpha:]]+\d", ["ab1", "\u00e91", "1"]),
-    (r"[[:^digit:]]x", ["ax", "1x"]),
-    (r"[a[b]c", ["[c", "bc", "ac"]),
-    (r"[]a]+", ["]]", "a"]),
-    (r"[\s,]x", [",x", "\x0bx", " x"]),
-    (r"[^\S]x", [" x", "\x0bx", "ax"]),
-    (r"\Sx", ["\x0bx", "ax", " x"]),
-    (r"a{,3}", ["a{,3}", "aaa"]),
-    (r"a{2}b{1,}c{1,2}", ["aabcc", "abc"]),
-    (r"x{", ["x{", "x"]),
-    (r"\101\0", ["A\x00", "A0"]),
-    (r"\x41\x{1F600}", ["A\U0001f600"]),
-    (r"(?P<name>a)b", ["ab"]),
-    (r"a(?i)b(?-i)c", ["aBc", "aBC", "Abc"]),
-    (r"(?i:a)b", ["Ab", "AB"]),
-    (r'"\\"#', ['"\\"#', '"\\"']),
-    (r"\v", ["\x0b", "\n"]),
-    (r"[&&a]", ["&", "a"]),
-    (r"x$", ["x", "x\n"]),
-    ("\u2013x", ["\u2013x", "-x"]),
-    ("[\u2013-\u2015]y", ["\u2014y", "-y"]),
-    (r"\Qa.b\E+", ["a.b", "axb", "a.bE", "a.bbb", "a.ba.b"]),
-    (r"x\Q*(", ["x*(", "x"]),
-]
-
-
-@needs_java
-@pytest.mark.parametrize("pattern,inputs", REGEXES, ids=[p for p, _ in REGEXES])
-def test_regex_translation_agrees_with_re2(engine, pattern, inputs):
-    try:
-        java = java_regex(pattern)
-    except Unsupported:
-        pytest.skip("unsupported, by design")
-    for s in inputs:
-        want = compile_regex(pattern).search(s) is not None
-        assert engine.java.find(java, s) == want, (pattern, java, s)
-
-
-@needs_java
-@pytest.mark.corpus
-def test_corpus_regexes_translate_and_compile(engine):
-    """Every regex of the Sigma corpora either is refused or compiles in Java and agrees with
-    RE2 on inputs made from its own text."""
-    from conftest import corpus_path
-    from transpiler.nodes import Match, Op, walk
-    from transpiler.rule import load_paths
-
-    rules, _ = load_paths([corpus_path("rules")])
-    patterns = sorted({q.value for r in rules if r.kind == "rule" for q in walk(r.query)
-                       if isinstance(q, Match) and q.op is Op.RE})
-    assert len(patterns) > 100
-    for pattern in patterns:
-        try:
-            java = java_regex(pattern)
-        except Unsupported:
-            continue
-        literal = "".join(c for c in pattern if c.isalnum() or c in " -/\\.:")
-        for s in ("", literal, literal.upper(), " " + literal + "\n", pattern):
-            assert engine.java.find(java, s) == (compile_regex(pattern).search(s) is not None), (pattern, java, s)
-
-
-@needs_java
 @given(values=st.lists(HOSTILE, min_size=1, max_size=3), op=st.sampled_from(OPS + ["|windash|contains", "|cidr"]),
        others=st.lists(HOSTILE, max_size=3))
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -258,7 +195,6 @@ def test_value_lists_select_what_the_evaluator_selects(engine, values, op, other
         assert engine.passes(tree, Row(event, mapping)) == matches(rule.query, event), (query, event)
 
 
-@needs_java
 @pytest.mark.corpus
 def test_cloudtrail_rules_on_cloudtrail_events(engine):
     """The AWS rules of both corpora, run on the CloudTrail corpus through the mapping: the rows
@@ -329,7 +265,6 @@ def _patterns(tree):
         yield from _patterns(tree[3])
 
 
-@needs_java
 @pytest.mark.corpus
 def test_every_corpus_query_parses(engine):
     """All corpus rules: the search parses under the documented rules, uses only the exact

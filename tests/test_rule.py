@@ -1,8 +1,10 @@
 """Loading rule files: documents, metadata checks, errors that name file and key."""
+import os
+
 import pytest
 
 from transpiler.nodes import Match, Op
-from transpiler.rule import load_file, load_paths, load_rule, load_text
+from transpiler.rule import duplicates, find_rule_files, load_file, load_paths, load_rule, load_text
 
 GOOD = """
 title: IAM User Created
@@ -112,3 +114,47 @@ def test_folders_are_read_recursively_and_sorted(tmp_path):
     (tmp_path / "notes.txt").write_text("not a rule")
     rules, errors = load_paths([tmp_path])
     assert [r.path.split("/")[-1] for r in rules] == ["a.yml", "z.yaml"] and not errors
+
+
+# --- files and folders, duplicates (issue 13) ----------------------------------------------------
+
+ONE = "title: {title}\n{id}logsource: {{product: test}}\ndetection: {{sel: {{x: 1}}, condition: sel}}\n"
+
+
+def test_only_regular_files_are_read(tmp_path):
+    os.mkfifo(tmp_path / "pipe.yml")
+    with open(tmp_path / "sparse.yml", "wb") as f:
+        f.truncate(2**40)                     # a terabyte, of which nothing is read
+    for path, why in ((tmp_path / "pipe.yml", "cannot read: a named pipe (FIFO), not a regular file"),
+                      ("/dev/zero", "cannot read: a character device, not a regular file"),
+                      (tmp_path / "sparse.yml", "file is larger than 10 MiB"),
+                      (tmp_path / "gone.yml", "cannot read: No such file or directory")):
+        rules, errors = load_file(path)
+        assert rules == [] and [e.message for e in errors] == [why]
+
+
+def test_rule_files_leave_rule_tests_out_and_name_empty_folders(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "a.yml").write_text(ONE.format(title="a", id=""))
+    (tmp_path / "r" / "a.tests.yml").write_text("tests: []\n")
+    (tmp_path / "only_tests").mkdir()
+    (tmp_path / "only_tests" / "b.tests.yaml").write_text("tests: []\n")
+    found, errors = find_rule_files([tmp_path / "r", tmp_path / "only_tests", tmp_path / "r" / "a.tests.yml"])
+    assert found == [tmp_path / "r" / "a.yml"]
+    assert [(e.path, e.kind, e.message) for e in errors] == [
+        (str(tmp_path / "only_tests"), "empty", "no rule files (.yml, .yaml) in this folder or below")]
+
+
+def test_duplicates_name_both_files(tmp_path):
+    same = "8f3a7b2c-1d4e-5f6a-9b0c-2e3d4f5a6b7c"
+    for folder, name, title, rule_id in (("a", "x.yml", "One", f"id: {same}\n"), ("b", "x.yml", "Two", ""),
+                                         ("b", "y.yml", "' one'", f"id: {same.upper()}\n"),
+                                         ("b", "z.yml", "Three", "")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / name).write_text(ONE.format(title=title, id=rule_id))
+    rules, errors = load_paths([tmp_path])
+    a, bx, by = (str(tmp_path / p) for p in ("a/x.yml", "b/x.yml", "b/y.yml"))
+    assert [(e.path, e.where, e.kind, e.message) for e in duplicates(rules)] == [
+        (bx, None, "duplicate", f"the file name 'x.yml' is also used by {a}"),
+        (by, "id", "duplicate", f"'8F3A7B2C-1D4E-5F6A-9B0C-2E3D4F5A6B7C' is also the id of {a}"),
+        (by, "title", "duplicate", f"' one' is also the title of {a}")]

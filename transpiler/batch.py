@@ -8,19 +8,19 @@ XML with one test case per rule (failure / skipped), so CI systems show each rul
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 import sys
 import time
 import uuid
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import correlation
 from .errors import TranspileError, Unsupported
-from .formats import NAMESPACE, to_json, write_atomic
-from .rule import LEVELS, load_file, rule_files
+from .rule import LEVELS, find_rule_files, load_file
 
+# correlation (the evaluator, RE2), formats (Jinja, PyYAML) and ElementTree are imported where
+# they are used: a warm convert (transpiler/cache.py) needs none of them.
 
 
 @dataclass
@@ -37,6 +37,7 @@ class Record:
     errors: list = field(default_factory=list)  # TranspileError
     guid: str = ""                  # stable per rule id (uuid5), unique in the batch
     outputs: list = field(default_factory=list)  # files holding it
+    notes: list = field(default_factory=list)    # what an import format changed, e.g. ATT&CK tags Sentinel refuses
 
     @property
     def label(self) -> str:
@@ -77,12 +78,14 @@ def _split(values) -> list[str]:
 
 # --- loading and converting ---------------------------------------------------------------------
 
-def load_all(paths, placeholders=None, progress=None):
-    """rule.load_paths, file by file, so that a progress bar can follow."""
-    rules, errors = [], []
-    files = rule_files(paths)
+def load_all(paths, placeholders=None, progress=None, cached=None):
+    """rule.load_paths, file by file, so that a progress bar can follow; with `cached` (a
+    cache.Conversion), each file's stored outcome where there is one."""
+    rules = []
+    files, errors = find_rule_files(paths)
+    load = cached.load if cached is not None else load_file
     for i, f in enumerate(files, 1):
-        got, bad = load_file(f, placeholders)
+        got, bad = load(f, placeholders)
         rules.extend(got)
         errors.extend(bad)
         if progress is not None:
@@ -90,9 +93,10 @@ def load_all(paths, placeholders=None, progress=None):
     return rules, errors
 
 
-def convert_all(backend, rules, load_errors, keep=None, progress=None) -> tuple[list, int]:
+def convert_all(backend, rules, load_errors, keep=None, progress=None, cached=None) -> tuple[list, int]:
     """A Record per document (load errors included), in path order; and how many rules the
-    filters left out.
+    filters left out. With `cached` (a cache.Conversion), a rule's stored outcome stands for
+    converting it.
 
     Filter documents are applied to the rules they name (their record holds no query of its
     own); correlations are converted by the backend's convert_correlation; rules that a
@@ -102,7 +106,11 @@ def convert_all(backend, rules, load_errors, keep=None, progress=None) -> tuple[
         key = _where(e.path)
         by_doc.setdefault(key, Record(key[0], key[1])).errors.append(e)
     records = list(by_doc.values())
-    correlations, detections, resolve_errors = correlation.resolve(rules)
+    if all(r.kind == "rule" for r in rules):      # what correlation.resolve gives such a set
+        correlations, detections, resolve_errors = [], rules, []
+    else:
+        from . import correlation
+        correlations, detections, resolve_errors = correlation.resolve(rules)
     problems: dict = {}
     for e in resolve_errors:
         problems.setdefault(e.path, []).append(e)
@@ -128,7 +136,7 @@ def convert_all(backend, rules, load_errors, keep=None, progress=None) -> tuple[
                 f"not converted on its own: correlation {c.rule.title!r} uses it with generate: false",
                 path=rule.label, kind="not-generated")])
         else:
-            record = convert_one(backend, filtered.get(id(rule), rule))
+            record = (cached and cached.record(rule)) or convert_one(backend, filtered.get(id(rule), rule))
         records.append(record)
         if progress is not None:
             progress.update(i + 1, len(chosen))
@@ -199,6 +207,7 @@ def _extra(backend, rule) -> dict:
 def assign_guids(records):
     """uuid5 of the Sigma id (or of title and file when there is none); a second rule with
     the same id gets the uuid5 of `id#2`, in path order, so ids are unique and stable."""
+    from .formats import NAMESPACE
     seen = set()
     for r in records:
         base = str(r.rule.id) if r.rule is not None and r.rule.id else \
@@ -229,42 +238,52 @@ def exit_code(records, fail_on: str) -> int:
     return 0
 
 
-def summary_line(records, excluded: int, seconds: float, files: int | None = None) -> str:
+def summary_line(records, excluded: int, seconds: float, files: int | None = None, duplicates: int = 0) -> str:
     c = counts(records)
     text = (f"{c['read']} rules read, {c['converted']} converted, {c['unsupported']} unsupported, "
             f"{c['failed']} failed")
     if excluded:
         text += f" ({excluded} left out by filters)"
+    if duplicates:
+        text += f", {duplicates} duplicate{'s' if duplicates != 1 else ''} (id, title or file name)"
     if files is not None:
         text += f", {files} file{'s' if files != 1 else ''} written"
     return text + f", {seconds:.2f} s"
 
 
-def report_json(records, *, target, fmt, output, excluded, seconds, fail_on) -> str:
+def report_json(records, *, target, fmt, output, excluded, seconds, fail_on, duplicates=()) -> str:
+    """The JSON report: counts, each rule's result, outputs and SIEM id (`guid`), and the
+    repeated ids, titles and file names (rule.duplicates)."""
+    from .formats import to_json
     rows = []
     for r in records:
         rule = r.rule
         rows.append({"path": r.path, "doc": r.doc, "id": rule.id if rule else None,
                      "title": rule.title if rule else None, "level": rule.level if rule else None,
-                     "kind": rule.kind if rule else None, "result": r.result,
-                     "errors": [e.as_dict() for e in r.errors], "outputs": list(r.outputs)})
+                     "kind": rule.kind if rule else None, "result": r.result, "guid": r.guid,
+                     "errors": [e.as_dict() for e in r.errors], "notes": list(r.notes), "outputs": list(r.outputs)})
     data = {"target": target, "format": fmt, "output": output, "fail_on": fail_on,
-            "summary": {**counts(records), "excluded": excluded, "seconds": round(seconds, 3)},
-            "rules": rows}
+            "summary": {**counts(records), "excluded": excluded, "duplicates": len(duplicates),
+                        "seconds": round(seconds, 3)},
+            "rules": rows, "duplicates": [e.as_dict() for e in duplicates]}
     return to_json(data, indent=2) + "\n"
 
 
-# XML 1.0 has no way to write most control characters, even escaped.
-_XML_BAD = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+@functools.cache
+def _xml_bad():
+    # XML 1.0 has no way to write most control characters, even escaped. (Compiled when a
+    # JUnit report is written: the class takes milliseconds to compile.)
+    return re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _xml(text) -> str:
-    return _XML_BAD.sub(lambda m: f"\\x{ord(m.group()):02x}", "" if text is None else str(text))
+    return _xml_bad().sub(lambda m: f"\\x{ord(m.group()):02x}", "" if text is None else str(text))
 
 
 def report_junit(records, *, target, fmt, seconds, fail_on) -> bytes:
     """JUnit XML: one testcase per rule; failed -> <failure>, unsupported -> <skipped>
     (or <failure> with --fail-on unsupported)."""
+    import xml.etree.ElementTree as ET
     c = counts(records)
     unsupported_fails = fail_on == "unsupported"
     failures = c["failed"] + (c["unsupported"] if unsupported_fails else 0)
@@ -295,9 +314,10 @@ def report_junit(records, *, target, fmt, seconds, fail_on) -> bytes:
 
 
 def write_report(path, data):
+    """Write a report file atomically, making its folder if need be."""
+    from .formats import write_atomic
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, data.decode("utf-8") if isinstance(data, bytes) else data)
 
 

@@ -38,8 +38,10 @@ class ToAst(Transformer):
 
 @cache
 def _parser() -> Lark:
+    from . import cache as caches
     grammar = (resource_dir("grammars") / "condition.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", transformer=ToAst(), maybe_placeholders=False)
+    with caches.grammar("condition", grammar) as kept:     # Lark's analysis, kept between runs
+        return Lark(grammar, parser="lalr", transformer=ToAst(), maybe_placeholders=False, cache=kept or False)
 
 
 _NAMES = {"_OR": "'or'", "_AND": "'and'", "_NOT": "'not'", "_OF": "'of'", "_ALL": "'all of'",

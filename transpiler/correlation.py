@@ -36,6 +36,9 @@ OPERATORS = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda 
              "lte": lambda a, b: a <= b, "eq": lambda a, b: a == b, "neq": lambda a, b: a != b}
 _TIMESPAN = re.compile(r"([1-9][0-9]*)([smhdw])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# The longest timespan: from 0001-01-01 to 9999-12-31, the times an event can have (Python's
+# datetime, ISO-8601's four-digit years); Python, SQL intervals and KQL timespans all hold it.
+MAX_TIMESPAN = (datetime.date.max - datetime.date.min).days * 86400
 # Fields tried, in order, for an event's time when the caller names none.
 TIME_FIELDS = ("eventTime", "@timestamp", "timestamp", "TimeGenerated", "time", "EventTime", "UtcTime")
 
@@ -147,7 +150,16 @@ def timespan_seconds(spec) -> int:
     if not m:
         raise RuleError(f"timespan {spec!r} must be a number and a unit s, m, h, d or w (e.g. 5m)",
                         where="correlation.timespan", kind="correlation")
-    return int(m.group(1)) * _UNIT[m.group(2)]
+    digits = m.group(1)
+    seconds = int(digits) * _UNIT[m.group(2)] if len(digits) <= 15 else MAX_TIMESPAN + 1
+    if seconds > MAX_TIMESPAN:
+        raise RuleError(f"timespan {_clip(str(spec))} is longer than {MAX_TIMESPAN // 86400}d, the span from year "
+                        "1 to 9999 that event times can have", where="correlation.timespan", kind="correlation")
+    return seconds
+
+
+def _clip(text: str, size: int = 40) -> str:
+    return text if len(text) <= size else f"{text[:size // 2]}...({len(text)} characters)"
 
 
 def _condition(cond, kind, rule_count):
@@ -311,12 +323,20 @@ def _window_triggers(c: Correlation, series) -> list:
     span = datetime.timedelta(seconds=c.timespan)
     out = []
     for n, (moment, _, _) in enumerate(series):
-        start = bisect.bisect_left(times, moment - span)
+        start = bisect.bisect_left(times, _earlier(moment, span))
         end = bisect.bisect_right(times, moment)        # peers with the same time are in the window
         value = _aggregate(c, series[start:end])
         if value is not None and all(OPERATORS[op](value, limit) for op, limit in c.condition):
             out.append(moment)
     return out
+
+
+def _earlier(moment, span):
+    """moment - span, or the earliest time there is when that is before year 1."""
+    try:
+        return moment - span
+    except OverflowError:
+        return datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
 
 
 def _aggregate(c: Correlation, window):

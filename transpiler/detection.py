@@ -13,10 +13,13 @@ from __future__ import annotations
 import base64
 import datetime
 import ipaddress
+import math
 import re
+from functools import lru_cache
 from itertools import product
 
 from .errors import RuleError
+from .evaluate import text
 from .regex import compile_regex
 from .nodes import Match, Not, Op, TimePart, Wild, and_, or_
 
@@ -34,7 +37,9 @@ _RE_FLAGS = ("i", "m", "s")
 # Windows accepts these for a leading option dash (spec: windash).
 WINDASHES = ("-", "/", "\u2013", "\u2014", "\u2015")
 _WINDASH_AT = re.compile(r"\B[-/\u2013\u2014\u2015]\b")
-_PLACEHOLDER = re.compile(r"%([A-Za-z0-9_.\-]+)%")
+# With |expand, `%name%` is a placeholder and `\%` a plain percent sign (spec: Placeholders);
+# `\\`, `\*` and `\?` stay for the wildcard parser, so `\\%x%` is a backslash, then %x%.
+_PLACEHOLDER = re.compile(r"\\[\\*?%]|%([A-Za-z0-9_.\-]+)%")
 # Guards against one value expanding into millions of alternatives (a bounded-work promise).
 MAX_ALTERNATIVES = 10_000
 MAX_WINDASH_VARIANTS = 5 ** 5
@@ -94,8 +99,8 @@ def _field(field, mods: list, values: list, where: str, placeholders) -> object:
 
 
 def _build(field, mods, values, placeholders):
-    mset = set(mods)
-    _check_combination(field, mods, mset)
+    mods = tuple(mods)
+    mset = _check_combination(mods)
     if not values:
         raise RuleError("an empty list matches nothing", kind="value")
     cased = "cased" in mset
@@ -111,10 +116,16 @@ def _build(field, mods, values, placeholders):
         matches = [Match(field, Op.FIELDREF, ref, cased) for ref in refs]
         return _negate_each(matches, join, negate)
 
-    matches = []
-    for value in values:
-        matches.extend(_matches(field, mods, mset, value, cased, placeholders))
-    matches = list(dict.fromkeys(matches))   # a repeated value adds nothing
+    # Each value gives its alternatives (windash, base64offset, expand: any one will do); with
+    # |all every value must match, so the values' Ors are ANDed. A repeated value adds nothing.
+    plain = _plain_op(mods, field is None)
+    alternatives = [[Match(field, plain, value, cased)] if plain is not None and _plain(value)
+                    else list(dict.fromkeys(_matches(field, mods, mset, value, cased, placeholders)))
+                    for value in values]
+    if join is or_:
+        matches = list(dict.fromkeys(m for alts in alternatives for m in alts))
+    else:
+        matches = list(dict.fromkeys(or_(alts) for alts in alternatives))
     return _negate_each(matches, join, negate)
 
 
@@ -125,7 +136,34 @@ def _negate_each(matches, join, negate):
     return join(matches)
 
 
-def _check_combination(field, mods, mset):
+def _plain(value) -> bool:
+    """A non-empty string with no wildcard and no escape: no `*`, `?` or two backslashes (a
+    lone backslash is itself)."""
+    return (type(value) is str and value != "" and "*" not in value and "?" not in value
+            and "\\\\" not in value)
+
+
+@lru_cache(maxsize=1024)
+def _plain_op(mods: tuple, keyword: bool):
+    """The Op a _plain value takes under `mods`, where _matches would only parse and classify
+    it: the common case, done directly (tests/test_detection_fast.py checks they agree).
+    None when the modifiers transform values (or are wrong: _matches says how)."""
+    if not set(mods) <= {"contains", "startswith", "endswith", "cased", "all", "neq"}:
+        return None
+    if keyword:
+        return Op.CONTAINS
+    position = [m for m in mods if m in _POSITION]
+    if len(position) > 1:
+        return None
+    return {"contains": Op.CONTAINS, "startswith": Op.STARTSWITH, "endswith": Op.ENDSWITH}.get(
+        position[0] if position else None, Op.EQ)
+
+
+@lru_cache(maxsize=1024)
+def _check_combination(mods: tuple) -> frozenset:
+    """The set of `mods`, if they can be combined; RuleError if not."""
+    mset = frozenset(mods)
+
     def clash(group):
         found = [m for m in mods if m in group]
         if len(set(found)) > 1:
@@ -154,6 +192,7 @@ def _check_combination(field, mods, mset):
                 raise RuleError(f"{enc} must be followed by base64 or base64offset", kind="modifier")
     if mset & set(_TIME) and mset - {*_TIME, *_COMPARE, "neq", "all"}:
         raise RuleError("time modifiers only combine with lt, lte, gt, gte and neq", kind="modifier")
+    return mset
 
 
 def _matches(field, mods, mset, value, cased, placeholders) -> list:
@@ -177,13 +216,12 @@ def _matches(field, mods, mset, value, cased, placeholders) -> list:
         return [Match(field, Op.RE, _regex(_need_str(value, "re takes a string"), mods))]
     if "cidr" in mset:
         return [Match(field, Op.CIDR, _network(value))]
-    if isinstance(value, bool) or (isinstance(value, (int, float)) and not (set(mods) - {"neq", "all", "cased"})):
-        if field is None:
-            value = _text_of(value)
-        else:
-            return [Match(field, Op.EQ, value)]
+    if isinstance(value, (int, float)) and field is not None and not (mset - {"neq", "all", "cased"}):
+        # A number or boolean alone keeps its type (a KQL bool column compares it as a bool);
+        # it still means its text, as with every other modifier below.
+        return [Match(field, Op.EQ, value, cased)]
 
-    raw = [_text_of(value)]
+    raw = [text(value)]
     if "expand" in mset:
         raw = _expand(raw[0], placeholders)
     texts = [_parse_wildcards(r) for r in raw]
@@ -310,26 +348,31 @@ def _merge(text) -> list:
 
 
 def _expand(raw: str, placeholders) -> list[str]:
-    names = _PLACEHOLDER.findall(raw)
-    if not names:
-        return [raw]
-    choices = []
-    for name in names:
-        values = (placeholders or {}).get(name)
-        if not values:
-            raise RuleError(f"placeholder %{name}% has no values; pass --placeholders FILE "
-                            f"mapping {name} to a list of values", kind="placeholder")
-        choices.append([values] if isinstance(values, str) else [str(v) for v in values])
+    """Every value `raw` stands for: each placeholder replaced by each of its values (which
+    are Sigma strings themselves: `srv*` is a pattern), `\\%` by a plain `%`."""
+    choices, last = [], 0     # literal text and placeholder values, alternately
+    for m in _PLACEHOLDER.finditer(raw):
+        if m.group(1) is None and m.group() != "\\%":
+            continue          # a wildcard escape: the wildcard parser reads it
+        choices.append([raw[last:m.start()] + ("%" if m.group(1) is None else "")])
+        last = m.end()
+        if m.group(1) is not None:
+            choices.append(_placeholder_values(m.group(1), placeholders))
+    choices.append([raw[last:]])
     total = 1
     for c in choices:
         total *= len(c)
     if total > MAX_ALTERNATIVES:
         raise RuleError(f"the placeholders expand into {total} values (limit {MAX_ALTERNATIVES})", kind="value")
-    out = []
-    for combo in product(*choices):
-        it = iter(combo)
-        out.append(_PLACEHOLDER.sub(lambda _m: next(it), raw))
-    return out
+    return ["".join(combo) for combo in product(*choices)]
+
+
+def _placeholder_values(name: str, placeholders) -> list[str]:
+    values = (placeholders or {}).get(name)
+    if not values:
+        raise RuleError(f"placeholder %{name}% has no values; pass --placeholders FILE "
+                        f"mapping {name} to a list of values", kind="placeholder")
+    return [values] if isinstance(values, str) else [text(v) for v in values]
 
 
 def _regex(pattern: str, mods) -> str:
@@ -375,12 +418,6 @@ def _unique(texts):
     return out
 
 
-def _text_of(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def _need_str(value, message) -> str:
     if not isinstance(value, str):
         raise RuleError(message, kind="value")
@@ -388,24 +425,41 @@ def _need_str(value, message) -> str:
 
 
 def _need_number(value):
+    """A comparison's number. Every engine compares 64-bit floats (the evaluator too), so the
+    number must be one: finite, and an integer beyond 2**53 becomes the float nearest to it
+    (the engines would round it so; written as an integer it can overflow a SQL literal)."""
     if isinstance(value, bool):
         raise RuleError("a number is needed, not a boolean", kind="value")
-    if isinstance(value, (int, float)):
-        return value
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+    number = value
+    if not isinstance(value, (int, float)):
         try:
-            return float(value)
+            number = int(value)
         except (TypeError, ValueError):
-            raise RuleError(f"{value!r} is not a number", kind="value") from None
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise RuleError(f"{value!r} is not a number", kind="value") from None
+    try:
+        double = float(number)
+    except OverflowError:
+        double = math.inf
+    if not math.isfinite(double):
+        shown = str(value) if len(str(value)) <= 40 else str(value)[:37] + "..."
+        raise RuleError(f"{shown} is not a finite 64-bit floating-point number, which engines compare with",
+                        kind="value")
+    return number if isinstance(number, float) or abs(number) <= 2 ** 53 else double
+
+
+# Every time part lies in 0..9999 (a year at most): a number beyond this bound compares as
+# the bound does, and stays a small SQL literal.
+_TIME_BOUND = 10 ** 6
 
 
 def _need_int(value) -> int:
     number = _need_number(value)
     if number != int(number):
         raise RuleError(f"{value!r} is not a whole number", kind="value")
-    return int(number)
+    return max(-_TIME_BOUND, min(_TIME_BOUND, int(number)))
 
 
 def _kind(value) -> str:

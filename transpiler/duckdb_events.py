@@ -1,7 +1,7 @@
 """Events into DuckDB, in the two tables the duckdb backend's queries read.
 
-- load_cloudtrail(): CloudTrail records in the table AWS documents for Athena (the mapping
-  templates/sql/mappings/cloudtrail.yml): lower-case columns, userIdentity, tlsDetails and
+- load_cloudtrail(): CloudTrail records in the table AWS documents for Athena
+  (cloudtrail.SCHEMA, which templates/sql/mappings/cloudtrail.yml maps): lower-case columns, userIdentity, tlsDetails and
   addendum as structs, resources as a list of structs, requestParameters and the other
   JSON-valued members as JSON text. The same query text runs on Athena and here.
 - load_events(): any JSON events (the generic mapping): `fields` maps every field name,
@@ -15,94 +15,50 @@ true/false, numbers as JSON writes them, objects as compact JSON.
 
 scan_cloudtrail() fills the same CloudTrail table straight from files, without building the
 events in Python: DuckDB parses the JSON (for `hunt`, many thousand files a second).
+
+duckdb itself is imported by connect() only: the callers hand in a connection.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
 import shutil
+import signal
 import tempfile
-import zlib
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-
+from . import cloudtrail, evaluate
 from .backends.sql import identifier, literal
-from . import evaluate
+from .cloudtrail import JSON, MAP, TEXT
 from .errors import EventsError
 from .evaluate import strings, text
-from .events import Event, _read, event_files, parse_events, read_events
+from .events import MAX_EVENT_BYTES, Event, event_files, parse_events, read_event_bytes, read_events, read_text
 
-TEXT, JSON, MAP = "VARCHAR", "JSON", "MAP"
-
-# The Athena CloudTrail DDL (partition projection table, research/athena.md section 1.1):
-# (column, the CloudTrail record's key, type); a tuple type is a struct of those members.
-_ISSUER = (("type", "type", TEXT), ("principalid", "principalId", TEXT), ("arn", "arn", TEXT),
-           ("accountid", "accountId", TEXT), ("username", "userName", TEXT))
-_USER_IDENTITY = (
-    ("type", "type", TEXT), ("principalid", "principalId", TEXT), ("arn", "arn", TEXT),
-    ("accountid", "accountId", TEXT), ("invokedby", "invokedBy", TEXT),
-    ("accesskeyid", "accessKeyId", TEXT), ("username", "userName", TEXT),
-    ("onbehalfof", "onBehalfOf", (("userid", "userId", TEXT), ("identitystorearn", "identityStoreArn", TEXT))),
-    ("sessioncontext", "sessionContext", (
-        ("attributes", "attributes", (("mfaauthenticated", "mfaAuthenticated", TEXT),
-                                      ("creationdate", "creationDate", TEXT))),
-        ("sessionissuer", "sessionIssuer", _ISSUER),
-        ("ec2roledelivery", "ec2RoleDelivery", TEXT),
-        ("webidfederationdata", "webIdFederationData", (("federatedprovider", "federatedProvider", TEXT),
-                                                        ("attributes", "attributes", MAP))),
-    )),
-)
-CLOUDTRAIL = (
-    ("eventversion", "eventVersion", TEXT),
-    ("useridentity", "userIdentity", _USER_IDENTITY),
-    ("eventtime", "eventTime", TEXT),
-    ("eventsource", "eventSource", TEXT),
-    ("eventname", "eventName", TEXT),
-    ("awsregion", "awsRegion", TEXT),
-    ("sourceipaddress", "sourceIPAddress", TEXT),
-    ("useragent", "userAgent", TEXT),
-    ("errorcode", "errorCode", TEXT),
-    ("errormessage", "errorMessage", TEXT),
-    ("requestparameters", "requestParameters", JSON),
-    ("responseelements", "responseElements", JSON),
-    ("additionaleventdata", "additionalEventData", JSON),
-    ("requestid", "requestID", TEXT),
-    ("eventid", "eventID", TEXT),
-    ("readonly", "readOnly", TEXT),
-    ("resources", "resources", [(("arn", "ARN", TEXT), ("accountid", "accountId", TEXT), ("type", "type", TEXT))]),
-    ("eventtype", "eventType", TEXT),
-    ("apiversion", "apiVersion", TEXT),
-    ("recipientaccountid", "recipientAccountId", TEXT),
-    ("serviceeventdetails", "serviceEventDetails", JSON),
-    ("sharedeventid", "sharedEventID", TEXT),
-    ("vpcendpointid", "vpcEndpointId", TEXT),
-    ("vpcendpointaccountid", "vpcEndpointAccountId", TEXT),
-    ("eventcategory", "eventCategory", TEXT),
-    ("addendum", "addendum", (("reason", "reason", TEXT), ("updatedfields", "updatedFields", TEXT),
-                              ("originalrequestid", "originalRequestId", TEXT),
-                              ("originaleventid", "originalEventId", TEXT))),
-    ("sessioncredentialfromconsole", "sessionCredentialFromConsole", TEXT),
-    ("edgedevicedetails", "edgeDeviceDetails", JSON),
-    ("tlsdetails", "tlsDetails", (("tlsversion", "tlsVersion", TEXT), ("ciphersuite", "cipherSuite", TEXT),
-                                  ("clientprovidedhostheader", "clientProvidedHostHeader", TEXT))),
-)
+CLOUDTRAIL = cloudtrail.SCHEMA
 GENERIC = (("event", None, JSON), ("fields", None, "MAP(VARCHAR, VARCHAR[])"), ("strings", None, "VARCHAR[]"))
 
 
-def load_cloudtrail(con, events, table: str = "cloudtrail_logs") -> int:
-    """(Re)create `table` from CloudTrail records (dicts or events.Event); the row count."""
-    return _load(con, table, CLOUDTRAIL, [_record(CLOUDTRAIL, e) for e in _dicts(events)])
+def load_cloudtrail(con, events, table: str = "cloudtrail_logs", lowered: tuple = (), ids=None) -> int:
+    """(Re)create `table` from CloudTrail records (dicts or events.Event); the row count.
+    `lowered` columns get a lower-case copy `_lower_<column>`, as in scan_cloudtrail().
+    ids: each event's row_id (default: its position)."""
+    count = _load(con, table, CLOUDTRAIL, [cloudtrail.record(e) for e in _dicts(events)], ids)
+    for column in lowered:
+        copy = identifier("_lower_" + column)
+        con.execute(f"ALTER TABLE {identifier(table)} ADD COLUMN {copy} VARCHAR")
+        con.execute(f"UPDATE {identifier(table)} SET {copy} = lower({identifier(column)})")
+    return count
 
 
-def load_events(con, events, table: str = "events") -> int:
-    """(Re)create `table` of the generic shape from any JSON events; the row count."""
+def load_events(con, events, table: str = "events", ids=None) -> int:
+    """(Re)create `table` of the generic shape from any JSON events; the row count.
+    ids: each event's row_id (default: its position)."""
     rows = [{"event": json.dumps(e, ensure_ascii=False), "fields": field_values(e), "strings": strings(e, [])}
             for e in _dicts(events)]
-    return _load(con, table, GENERIC, rows)
+    return _load(con, table, GENERIC, rows, ids)
 
 
 def read_cloudtrail(con, paths, table: str = "cloudtrail_logs"):
@@ -113,8 +69,21 @@ def read_cloudtrail(con, paths, table: str = "cloudtrail_logs"):
     return events, errors
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(":memory:")
+def connect():
+    """A new in-memory DuckDB database (the only place this module imports duckdb).
+
+    SIGINT and SIGTERM wait until the import is done: its initialisation runs Python code
+    through the C API, where a KeyboardInterrupt makes the interpreter die by SIGINT at exit,
+    whatever the program did with the exception."""
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    held = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked) if held else None
+    try:
+        import duckdb
+        return duckdb.connect(":memory:")
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 # --- rows -----------------------------------------------------------------------------------
@@ -145,27 +114,6 @@ def field_values(event: dict) -> dict:
     return out
 
 
-def _record(spec, obj) -> dict | None:
-    """A record shaped by spec: text for scalars, JSON text for JSON members, structs for
-    objects, a list of structs for resources; anything of the wrong shape is NULL."""
-    if not isinstance(obj, dict):
-        return None
-    row = {}
-    for column, key, kind in spec:
-        value = obj.get(key)
-        if isinstance(kind, tuple):
-            row[column] = _record(kind, value)
-        elif isinstance(kind, list):
-            items = [value] if isinstance(value, dict) else value if isinstance(value, list) else None
-            row[column] = None if items is None else [_record(kind[0], i) for i in items if isinstance(i, dict)]
-        elif kind == MAP:
-            row[column] = ({k: text(v) for k, v in value.items() if v is not None}
-                           if isinstance(value, dict) else None)
-        else:
-            row[column] = None if value is None else text(value)
-    return row
-
-
 def _dicts(events):
     for e in events:
         yield e.data if isinstance(e, Event) else e
@@ -183,13 +131,14 @@ def _duck_type(kind) -> str:
     return kind
 
 
-def _load(con, table, spec, rows) -> int:
+def _load(con, table, spec, rows, ids=None) -> int:
     columns = ", ".join(f"{identifier(c)} {_duck_type(k)}" for c, _, k in spec)
     name = identifier(table)
     con.execute(f"CREATE OR REPLACE TABLE {name} (row_id BIGINT, {columns})")
     if rows:
         structure = json.dumps({"row_id": "BIGINT", **{c: _duck_type(k) for c, _, k in spec}})
-        payload = [json.dumps({"row_id": n, **row}, ensure_ascii=False) for n, row in enumerate(rows)]
+        ids = range(len(rows)) if ids is None else ids
+        payload = [json.dumps({"row_id": n, **row}, ensure_ascii=False) for n, row in zip(ids, rows)]
         con.execute(f"INSERT INTO {name} SELECT unnest(from_json(j, $structure)) "
                     f"FROM (SELECT unnest($rows::VARCHAR[]) AS j)", {"structure": structure, "rows": payload})
     return len(rows)
@@ -218,7 +167,7 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def scan_cloudtrail(con, paths, table: str = "cloudtrail_logs", dedupe: bool = False, progress=None,
-                    lowered: tuple = ()) -> Scan:
+                    lowered: tuple = (), max_bytes: int = MAX_EVENT_BYTES) -> Scan:
     """Read CloudTrail files and folders (the shapes events.py reads) into `table`, shaped as
     load_cloudtrail() shapes it, and `<table>_sources` (row_id, file, idx): the file's number
     in Scan.files and the record's position in that file. `lowered` columns (eventname...) get
@@ -228,26 +177,35 @@ def scan_cloudtrail(con, paths, table: str = "cloudtrail_logs", dedupe: bool = F
     dedupe: a record whose eventID an earlier record has is left out (CloudTrail delivers at
     least once, so the same record may sit in several files).
     A file that cannot be read is an EventsError in Scan.errors (events.py's message) and the
-    others are still read. progress(done, total) follows the files.
+    others are still read; files are read as events.py reads them (read_event_bytes: regular
+    files only, at most max_bytes of JSON). progress(done, total) follows the files.
 
     One difference from load_cloudtrail(), invisible to queries: a struct member whose JSON
     value is not an object (a string in userIdentity) is a struct of NULLs, not NULL.
 
     Two steps, for callers with other work meanwhile: stage_files() (Python, reads the files),
     then load_staged() (DuckDB, without Python's lock)."""
-    with stage_files(paths, progress) as staged:
+    with stage_files(event_files(paths), progress, max_bytes) as staged:
         return load_staged(con, staged, table, dedupe, lowered)
 
 
 class Staged:
-    """Files read and gunzipped into JSON-lines files for DuckDB (a temporary folder)."""
+    """Files read and gunzipped into JSON-lines files for DuckDB (a temporary folder, named
+    after this process so that a later run removes it if this one is killed)."""
 
-    def __init__(self, paths, progress=None):
-        self.files = [str(f) for f in event_files(paths)]
-        self._dir = tempfile.TemporaryDirectory(prefix="sigma-scan-", dir=_scratch(self.files))
-        self.wrapped, self.other = Path(self._dir.name) / "wrapped.jsonl", Path(self._dir.name) / "other.jsonl"
-        self.slow, self.blank, self.longest = _write_lines(self.files, self.wrapped, self.other, progress)
-        self.size = self.wrapped.stat().st_size + self.other.stat().st_size   # bytes of JSON for DuckDB
+    def __init__(self, files, progress=None, max_bytes: int = MAX_EVENT_BYTES):
+        self.files = [str(f) for f in files]
+        self.max_bytes = max_bytes
+        self.errors = {}          # file no -> EventsError
+        remove_stale()
+        self._dir = tempfile.TemporaryDirectory(prefix=f"{_STAGED}{os.getpid()}-", dir=_scratch(self.files))
+        try:
+            self.wrapped, self.other = Path(self._dir.name) / "wrapped.jsonl", Path(self._dir.name) / "other.jsonl"
+            self.slow, self.blank, self.longest = _write_lines(self, progress)
+            self.size = self.wrapped.stat().st_size + self.other.stat().st_size   # bytes of JSON for DuckDB
+        except BaseException:
+            self._dir.cleanup()
+            raise
 
     def cleanup(self):
         self._dir.cleanup()
@@ -259,8 +217,9 @@ class Staged:
         self.cleanup()
 
 
-def stage_files(paths, progress=None) -> Staged:
-    return Staged(paths, progress)
+def stage_files(files, progress=None, max_bytes: int = MAX_EVENT_BYTES) -> Staged:
+    """Stage event files (not folders), numbered in the order given."""
+    return Staged(files, progress, max_bytes)
 
 
 def load_staged(con, staged: Staged, table: str = "cloudtrail_logs", dedupe: bool = False,
@@ -303,9 +262,11 @@ def _load_staged(con, staged: Staged, table, dedupe, lowered) -> Scan:
                 f"unnest(CASE WHEN len(items) = 0 THEN [NULL] ELSE items END) AS r FROM ({lines}) WHERE items IS NOT NULL)")
     taken = {f for (f,) in con.execute(f"SELECT DISTINCT _f FROM {name}").fetchall()}
     odd = {f for (f,) in con.execute(f"SELECT DISTINCT _f FROM {name} WHERE _odd AND NOT _marker").fetchall()}
-    pending = sorted(set(staged.slow) | odd | (set(range(len(scan.files))) - taken - staged.blank))
+    pending = sorted(set(staged.slow) | odd | (set(range(len(scan.files))) - taken - staged.blank - set(staged.errors)))
     con.execute(f"DELETE FROM {name} WHERE _marker OR list_contains($pending, _f)", {"pending": pending})
-    _read_slowly(con, scan, pending, name, lowered)
+    errors = dict(staged.errors)
+    _read_slowly(con, scan, pending, name, lowered, errors, staged.max_bytes)
+    scan.errors = [errors[n] for n in sorted(errors)]    # in file order, as events.py reports them
     scan.slow = len(pending)
     total = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
     if dedupe:   # the first record with an eventID keeps it; the rest are left out
@@ -330,6 +291,31 @@ def _columns(lowered) -> str:
                       for column, key, kind in CLOUDTRAIL if column in lowered and kind == TEXT])
 
 
+_STAGED = "sigma-scan-"
+
+
+def remove_stale():
+    """Remove staging folders of runs that were killed (SIGKILL, power loss): ours (same
+    user), in /dev/shm or the temporary folder, named after a process that no longer exists.
+    /dev/shm is memory: nothing there may outlive the run that made it."""
+    found = []
+    for root in {Path("/dev/shm"), Path(tempfile.gettempdir())}:
+        try:
+            found += root.glob(f"{_STAGED}*-*")
+        except OSError:
+            continue
+    for path in found:
+        pid = path.name[len(_STAGED):].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or path.lstat().st_uid != os.getuid() or not path.is_dir():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:      # PermissionError: the process exists (another user's); gone meanwhile
+            continue
+
+
 def _scratch(files) -> str | None:
     """Where the line files go: memory-backed /dev/shm where there is one with room to spare
     for them (CloudTrail's gzip files inflate about tenfold), else the temporary folder."""
@@ -344,30 +330,48 @@ def _scratch(files) -> str | None:
     return str(shm) if need < room // 4 else None
 
 
-def _file_bytes(path: str):
-    """A file's bytes, gunzipped; None where events.py should read it (and report why)."""
-    try:
-        with open(path, "rb", buffering=0) as f:
-            data = f.read()
-        if data[:2] == b"\x1f\x8b" or path.lower().endswith(".gz"):
-            inflate = zlib.decompressobj(wbits=31)
-            out = inflate.decompress(data)
-            data = out if inflate.eof and not inflate.unused_data else gzip.decompress(data)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile):
-        return None
-    return data
+# Python's JSON reader fails on nesting somewhat under its recursion limit (1000); DuckDB's
+# reads any depth. Files that may nest deeper than this are read by events.py, so that both
+# engines accept or refuse them alike.
+DEEP = 256
 
 
-def _write_lines(files, wrapped: Path, other: Path, progress):
+def _shallow(data: bytes) -> bool:
+    """Whether the JSON surely nests at most DEEP levels: counting every bracket, those in
+    strings too (an overestimate), chunk by chunk, depth at the chunk's start plus its
+    opening brackets stays within DEEP."""
+    brackets = data.translate(None, _NOT_BRACKETS)
+    if len(brackets) <= DEEP:
+        return True
+    depth, step = 0, DEEP // 2
+    for start in range(0, len(brackets), step):
+        chunk = brackets[start:start + step]
+        opened = chunk.count(b"[") + chunk.count(b"{")
+        if depth + opened > DEEP:
+            return False
+        depth += 2 * opened - len(chunk)
+    return True
+
+
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def _write_lines(staged: Staged, progress):
     """One line per file, {"f": n, "d": <the file's JSON>}, into wrapped (CloudTrail's
-    {"Records": [...]}) or other. Returns the files for Python, the blank ones, the longest line."""
+    {"Records": [...]}) or other. Returns the files for Python, the blank ones, the longest
+    line; files that cannot be read are in staged.errors."""
     slow, blank, longest = [], set(), 0
-    with open(wrapped, "wb") as w, open(other, "wb") as o:
+    files = staged.files
+    with open(staged.wrapped, "wb") as w, open(staged.other, "wb") as o:
         for n, path in enumerate(files):
             if progress is not None:
                 progress(n + 1, len(files))
-            data = _file_bytes(path)
-            if data is None:
+            try:
+                data = read_event_bytes(path, staged.max_bytes)
+            except EventsError as e:
+                staged.errors[n] = e
+                continue
+            if not _shallow(data):
                 slow.append(n)
                 continue
             if data[:3] == _UTF8_BOM:
@@ -409,27 +413,25 @@ def _valid_json(data: bytes) -> bool:
     return True
 
 
-def _read_slowly(con, scan: Scan, numbers, name: str, lowered):
-    """Read files with events.py; their records join the table, their errors scan.errors."""
+def _read_slowly(con, scan: Scan, numbers, name: str, lowered, errors: dict, max_bytes: int):
+    """Read files with events.py; their records join the table, their errors `errors`."""
     rows = []
     for n in numbers:
         path = scan.files[n]
         try:
-            events = parse_events(_read(Path(path)), path)
+            events = parse_events(read_text(path, max_bytes), path)
+            rows += [{"f": n, "i": i, "j": json.dumps(e)} for i, e in enumerate(events)]
         except EventsError as e:
-            scan.errors.append(e)
-            continue
+            errors[n] = e
         except RecursionError:
-            scan.errors.append(EventsError("JSON nested too deeply", path=path))
-            continue
-        rows.extend({"f": n, "i": i, "j": json.dumps(e)} for i, e in enumerate(events))
+            errors[n] = EventsError("JSON nested too deeply", path=path)
     if not rows:
         return
     con.execute("CREATE OR REPLACE TEMP TABLE _slow AS SELECT r.f, r.i, r.j, json_valid(r.j) AS ok "
                 "FROM (SELECT unnest($rows::STRUCT(f BIGINT, i BIGINT, j VARCHAR)[]) AS r)", {"rows": rows})
     for (n,) in con.execute("SELECT DISTINCT f FROM _slow WHERE NOT ok ORDER BY f").fetchall():
         # Python reads it, DuckDB's JSON does not (a lone surrogate escape, a number out of range)
-        scan.errors.append(EventsError("DuckDB cannot read this file's JSON", path=scan.files[n]))
+        errors[n] = EventsError("DuckDB cannot read this file's JSON", path=scan.files[n])
     con.execute(f"INSERT INTO {name} SELECT {_columns(lowered)}, _f, _idx, FALSE, FALSE FROM ("
                 f"SELECT f AS _f, i AS _idx, json_transform(j, {_structure_literal()}) AS r FROM _slow "
                 f"WHERE f NOT IN (SELECT f FROM _slow WHERE NOT ok))")

@@ -20,12 +20,13 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import math
 import operator
 import re
 from functools import lru_cache
 
-from .nodes import And, Match, Not, Op, Or, Query, Wild
-from .regex import compile_regex
+from .nodes import And, Match, Not, Op, Or, Query
+from .regex import compile_regex, glob_regex, searchable
 
 _CMP = {"eq": operator.eq, "lt": operator.lt, "lte": operator.le, "gt": operator.gt, "gte": operator.ge}
 # ASCII digits and blanks only, as SQL and KQL read numbers.
@@ -119,6 +120,29 @@ def text(value) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+# Case-insensitive comparison lowers each character on its own (Unicode's simple lowercase
+# mapping), as SQL's lower() does: str.lower() also maps İ to "i" + U+0307 and a final Σ to ς.
+_SIMPLE_LOWER = str.maketrans({"\u0130": "i", "\u03a3": "\u03c3"})
+
+
+def fold(s: str) -> str:
+    """A text as case-insensitive comparisons see it."""
+    return s.lower() if s.isascii() else s.translate(_SIMPLE_LOWER).lower()
+
+
+# What a time is (README "Matching semantics"), once every Z is +00:00: between blanks (what
+# str.isspace() takes), a date YYYY-MM-DD or YYYYMMDD from year 0001, then optionally any one
+# character and a clock: hh:mm:ss or hhmmss with an optional fraction ([.,] digits), or hh,
+# hh:mm, hhmm; then optionally an offset +hh, +hh:mm or +hhmm (or -), hours under 24. Groups:
+# date, clock with seconds, fraction, shorter clock, sign, offset. Python's fromisoformat reads
+# more (week dates, offsets with seconds, a fraction after minutes); SQL engines read this.
+_BLANK = r"[\t-\r\x1c-\x20\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
+_YEAR = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"
+ISO_8601 = (rf"^{_BLANK}*({_YEAR}(?:-[0-9]{{2}}-[0-9]{{2}}|[0-9]{{4}}))"
+            r"(?:(?s:.)(?:([0-9]{2}(?::[0-9]{2}:[0-9]{2}|[0-9]{4}))(?:[.,]([0-9]+))?|([0-9]{2}(?::?[0-9]{2})?))"
+            rf"(?:([+-])((?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?))?)?{_BLANK}*$")
+
+
 def number(value):
     """A value as a number, or None: JSON numbers and plain decimal strings only."""
     if isinstance(value, bool):
@@ -158,18 +182,16 @@ def _compile_match(m: Match):
 
 
 def _folded(m: Match):
-    """(rule value, how to read an event value) with case folding unless cased."""
+    """(the rule value's text, how to read an event value) with case folding unless cased.
+    Numbers and booleans are their text too: `true` is "true", which also matches "True"."""
     if m.cased:
-        return m.value, text
-    return (m.value.lower() if isinstance(m.value, str) else m.value), lambda v: text(v).lower()
+        return text(m.value), text
+    return fold(text(m.value)), lambda v: fold(text(v))
 
 
 def _eq(m):
-    if isinstance(m.value, str):
-        want, read = _folded(m)
-        return lambda v: read(v) == want
-    want = text(m.value).lower()   # numbers and booleans: by text form, true == "True"
-    return lambda v: text(v).lower() == want
+    want, read = _folded(m)
+    return lambda v: read(v) == want
 
 
 def _contains(m):
@@ -188,28 +210,14 @@ def _endswith(m):
 
 
 def _glob(m):
-    pattern = compile_regex(glob_regex(m.value, lower=not m.cased))
-    read = text if m.cased else (lambda v: text(v).lower())
-    return lambda v: pattern.fullmatch(read(v)) is not None
-
-
-def glob_regex(parts, lower=False) -> str:
-    """A GLOB value as an anchored-by-fullmatch regex: `*` any run, `?` one character,
-    newlines included."""
-    out = ["(?s)"]
-    for p in parts:
-        if p is Wild.STAR:
-            out.append(".*")
-        elif p is Wild.ONE:
-            out.append(".")
-        else:
-            out.append(re.escape(p.lower() if lower else p))
-    return "".join(out)
+    pattern = compile_regex(glob_regex(m.value, fold=None if m.cased else fold))
+    read = text if m.cased else (lambda v: fold(text(v)))
+    return lambda v: pattern.search(searchable(read(v))) is not None
 
 
 def _re(m):
     pattern = compile_regex(m.value)
-    return lambda v: pattern.search(text(v)) is not None
+    return lambda v: pattern.search(searchable(text(v))) is not None
 
 
 def _cidr(m):
@@ -224,12 +232,22 @@ def _cidr(m):
 
 
 def _compare(m):
-    cmp, limit = _CMP[m.op.value], m.value
+    # As 64-bit floats, as every engine compares (detection keeps the limit within them).
+    cmp, limit = _CMP[m.op.value], float(m.value)
 
     def test(v):
         n = number(v)
-        return n is not None and cmp(n, limit)
+        return n is not None and cmp(double(n), limit)
     return test
+
+
+def double(n) -> float:
+    """A number as a 64-bit float; an integer beyond the float range is infinite, as SQL's
+    CAST(... AS DOUBLE) and Java's parseDouble read its text."""
+    try:
+        return float(n)
+    except OverflowError:
+        return math.inf if n > 0 else -math.inf
 
 
 def _exists(m):
@@ -242,7 +260,7 @@ def _null(m):
 
 def _fieldref(m):
     left, right = _getter(m.field), _getter(m.value)
-    read = text if m.cased else (lambda v: text(v).lower())
+    read = text if m.cased else (lambda v: fold(text(v)))
 
     def test(e):
         others = {read(v) for v in right(e)}
@@ -255,17 +273,31 @@ def _timepart(m):
 
     def test(v):
         moment = timestamp(v)
+        moment = moment and in_utc(moment)
         return moment is not None and cmp(time_part(moment, part), limit)
     return test
 
 
 def timestamp(value):
-    """An ISO-8601 text as a datetime, or None."""
+    """A text of the ISO_8601 grammar as a datetime (aware if it has an offset), or None."""
     if not isinstance(value, str):
         return None
+    value = value.replace("Z", "+00:00")
+    if compile_regex(ISO_8601).fullmatch(searchable(value)) is None:
+        return None
     try:
-        return datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+        return datetime.datetime.fromisoformat(value.strip())
+    except ValueError:    # February 30, hour 24, ...
+        return None
+
+
+def in_utc(moment: datetime.datetime):
+    """A time in UTC (a time without offset is UTC already), or None beyond year 1..9999."""
+    if moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(datetime.timezone.utc)
+    except OverflowError:
         return None
 
 

@@ -1,18 +1,22 @@
 """Event files -> events. CloudTrail `{"Records": [...]}`, a JSON array, one object, or
-JSON Lines; gzip-compressed when the name ends in .gz; folders are read recursively.
+JSON Lines; gzip-compressed when the name ends in .gz (or the bytes say so); folders are
+read recursively, symlinked folders too.
 
-A broken file is reported as an EventsError and the other files are still read.
+A broken file is reported as an EventsError and the other files are still read. Reading is
+bounded: only regular files, at most MAX_EVENT_BYTES of JSON each after decompression
+(`--max-event-size` raises it), so a FIFO cannot hang a run nor a gzip bomb fill the memory.
 """
 from __future__ import annotations
 
-import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import files
 from .errors import EventsError
 
 EVENT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
+MAX_EVENT_BYTES = 512 << 20     # JSON bytes in one event file, after decompression
 
 
 @dataclass(frozen=True)
@@ -27,35 +31,54 @@ class Event:
         return self.data.get("eventID")
 
 
+def find_event_files(paths) -> tuple[list[Path], list[EventsError]]:
+    """The event files under the given files and folders (files.walk: sorted, each once,
+    symlinked folders followed), and an error for each folder that cannot be read or that
+    was named but holds no event file."""
+    found, unreadable, empty = files.walk(paths, EVENT_SUFFIXES)
+    return found, ([EventsError(why, path=folder) for folder, why in unreadable] +
+                   [EventsError("no event files (.json, .jsonl, .ndjson, .gz) in this folder or below",
+                                path=folder, kind="empty") for folder in empty])
+
+
 def event_files(paths) -> list[Path]:
-    found = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found.extend(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(EVENT_SUFFIXES))
-        else:
-            found.append(p)
-    return sorted(set(found), key=str)
+    """find_event_files() without the errors."""
+    return find_event_files(paths)[0]
 
 
-def read_events(paths) -> tuple[list[Event], list[EventsError]]:
+def read_events(paths, max_bytes: int = MAX_EVENT_BYTES) -> tuple[list[Event], list[EventsError]]:
     """Every event under the given files and folders, in file order, and every file's error."""
-    events, errors = [], []
-    for f in event_files(paths):
+    found, errors = find_event_files(paths)
+    events = []
+    for f in found:
         try:
-            events.extend(Event(str(f), i, e) for i, e in enumerate(parse_events(_read(f), str(f))))
+            events.extend(Event(str(f), i, e) for i, e in enumerate(parse_events(read_text(f, max_bytes), str(f))))
         except EventsError as e:
             errors.append(e)
+        except MemoryError:          # what is left of the file is garbage now; the others may fit
+            errors.append(EventsError("not enough memory to hold this file's events", path=f))
     return events, errors
 
 
-def _read(path: Path) -> str:
+def read_event_bytes(path, max_bytes: int = MAX_EVENT_BYTES) -> bytes:
+    """One event file's bytes, gunzipped when it is gzip (named .gz or starting with the gzip
+    magic number); EventsError for anything but a regular file, and for more than max_bytes
+    after decompression (stopped there, holding at most 128 MiB). The one way event files are
+    read, by the evaluator and by DuckDB's staging alike."""
     try:
-        data = path.read_bytes()
-        if path.name.lower().endswith(".gz") or data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
+        return files.read_maybe_gzip(path, max_bytes, gz=str(path).lower().endswith(".gz"))
+    except files.TooLarge as e:
+        raise EventsError(f"more than {files.size_text(max_bytes)} of JSON, the limit "
+                          "(--max-event-size raises it)", path=path) from None
+    except files.Unreadable as e:
+        raise EventsError(str(e), path=path) from None
+
+
+def read_text(path, max_bytes: int = MAX_EVENT_BYTES) -> str:
+    """read_event_bytes() as text (UTF-8, a byte order mark dropped)."""
+    data = read_event_bytes(path, max_bytes)
+    try:
         return data.decode("utf-8-sig")
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise EventsError(f"cannot read: {e}", path=path) from None
     except UnicodeDecodeError as e:
         raise EventsError(f"not UTF-8 text (byte {e.start})", path=path) from None
 

@@ -11,21 +11,16 @@ Deterministic bytes: rules in load order (sorted paths), ids derived from the Si
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
 
-import jinja2
-import yaml
-
-from .errors import TranspileError
+from . import sentinel
+from .errors import TranspileError, Unsupported, printable
+from .files import fitting_name, write_atomic
 from .resources import resource_dir
 
 # uuid5 namespace of the ids this tool derives from Sigma rule ids (ARM resource names,
@@ -43,20 +38,31 @@ class Layout:
     max_query: int = 0          # the longest query the target accepts, in `unit` (0: no limit)
     unit: str = "characters"    # or "bytes" (UTF-8)
     options: dict = field(default_factory=dict)   # -O name=value, with defaults
+    prepare: object = None      # prepare(view, record): what only this format adds to a rule's view
+
+
+def _sentinel(view, record):
+    """Sentinel's tactics and techniques (transpiler/sentinel.py); each change is a note."""
+    view["sentinel"] = found = sentinel.attack(view["attack"]["tactics"], view["attack"]["techniques"])
+    record.notes[:] = found["notes"]
 
 
 SENTINEL = {"frequency": "1h", "period": "1h", "threshold": 0}
+# CloudFormation takes a template of up to 51,200 bytes in the request (aws cloudformation deploy
+# without --s3-bucket) and up to 1,000,000 bytes from S3; a stack holds at most 500 resources
+# (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html).
+CFN_MAX_BYTES = 1_000_000
 LAYOUTS = {
     # Microsoft Sentinel: the portal imports at most 50 rules per ARM file, and a rule's
     # query is at most 10,000 characters (../shared/research/kql.md section 4).
-    "sentinel_arm": Layout("chunk", 50, max_query=10_000, options={
+    "sentinel_arm": Layout("chunk", 50, max_query=10_000, prepare=_sentinel, options={
         **SENTINEL, "enabled": True, "suppression": "", "api_version": "2023-02-01"}),
-    "sentinel": Layout("rule", max_query=10_000, options={**SENTINEL, "version": "1.0.0"}),
-    # CloudFormation: at most 500 resources per stack (CloudFormation quotas); NamedQuery
-    # QueryString 1-262,144, Name 1-128, Description 1-1,024 (https://docs.aws.amazon.com/
-    # AWSCloudFormation/latest/TemplateReference/aws-resource-athena-namedquery.html).
-    "cloudformation": Layout("chunk", 500, max_query=262_144, unit="bytes",
-                             options={"database": "default", "workgroup": "primary"}),
+    "sentinel": Layout("rule", max_query=10_000, prepare=_sentinel, options={**SENTINEL, "version": "1.0.0"}),
+    # NamedQuery: QueryString 1-262,144, Name 1-128, Description 1-1,024, WorkGroup
+    # [a-zA-Z0-9._-]{1,128}, Database 1-255 (https://docs.aws.amazon.com/athena/latest/APIReference/
+    # API_NamedQuery.html). Files are split at 500 resources and at max_bytes.
+    "cloudformation": Layout("chunk", 500, max_query=262_144, unit="bytes", options={
+        "database": "default", "workgroup": "primary", "max_bytes": CFN_MAX_BYTES}),
     "sql": Layout("rule"),
     "logpresso": Layout("set"),
     "jsonl": Layout("set", every=True),
@@ -72,6 +78,14 @@ class Format:
     template: str               # kql/formats/sentinel_arm.json.j2
     layout: Layout
 
+    @property
+    def about(self) -> str:
+        """The first sentence of the template's opening comment: what the format is."""
+        text = (resource_dir("templates") / self.template).read_text(encoding="utf-8")
+        found = re.match(r"\{#-?\s*(.*?)\s*-?#\}", text, re.S)
+        words = " ".join(found.group(1).split()) if found else ""
+        return re.split(r"(?<=\.)\s", words, maxsplit=1)[0]
+
     def limit_problem(self, query: str) -> str | None:
         """Why the target would refuse this query, or None."""
         if not self.layout.max_query:
@@ -81,6 +95,42 @@ class Format:
             return None
         return (f"{self.name}: the query is {size:,} {self.layout.unit} long; "
                 f"the target accepts at most {self.layout.max_query:,}")
+
+
+@dataclass(frozen=True)
+class QueryText:
+    """The queries alone (convert without -f): a target's file extension, and how a query says
+    which rule it came from where several share a stream (stdout, -o FILE)."""
+
+    extension: str
+    about: str
+    comment: str              # the comment holding `path: title`
+    after: bool = False       # the comment follows the query instead of leading it
+    unsafe: str = ""          # characters the comment must not hold (line breaks never) ...
+    safe: str = ""            # ... and what each becomes
+
+    def labelled(self, query: str, label: str) -> str:
+        text = printable(comment(label)).translate(str.maketrans(self.unsafe, self.safe))
+        line = self.comment.format(text)
+        return f"{query}\n{line}" if self.after else f"{line}\n{query}"
+
+
+# Comments: Trino and DuckDB `--` and Kusto `//` run to the end of the line. A Logpresso `#`
+# comment runs to the end of its command, across line breaks, so it cannot lead the query;
+# `| # [ ... ]` is the documented comment-only command, and the text in it must not hold the
+# characters that delimit commands, strings or the block, nor the look-alikes the query
+# parser rewrites into them (../shared/research/logpresso.md section 1).
+QUERY_TEXT = {
+    "athena": QueryText("sql", "Amazon Athena (Trino SQL)", "-- {}"),
+    "duckdb": QueryText("sql", "DuckDB SQL (what hunt runs)", "-- {}"),
+    "kql": QueryText("kql", "KQL for Microsoft Sentinel and Azure Data Explorer", "// {}"),
+    "pipesearch": QueryText("txt", "Logpresso-style pipe search", "| # [ {} ]", after=True,
+                            unsafe='|[]"\u2223\u01c0\u201c\u201d\u00ab\u00bb', safe="/()'//''''"),
+}
+
+
+def query_text(target: str) -> QueryText:
+    return QUERY_TEXT.get(target) or QueryText("txt", target, "# {}")
 
 
 def available(target: str) -> dict[str, Format]:
@@ -109,13 +159,36 @@ def parse_options(fmt: Format, pairs) -> dict:
         if options.get(name) and not DURATION.fullmatch(str(options[name])):
             raise TranspileError(f"option {name}={options[name]!r}: write a duration like 5m, 1h or 1d",
                                  kind="option")
-    if "frequency" in options and "period" in options:   # Sentinel's bounds (research/kql.md 4.2)
+    for problem in _bounds(options):
+        raise TranspileError(f"format {fmt.name}: {problem}", kind="option")
+    return options
+
+
+_WORKGROUP = re.compile(r"[a-zA-Z0-9._-]{1,128}")
+
+
+def _bounds(options: dict):
+    """What the target would refuse in these options. Sentinel's, as its template validator
+    (Azure-Sentinel .script/tests/detectionTemplateSchemaValidation) and the analytics rule
+    wizard have them; Athena's and CloudFormation's from the limits cited in LAYOUTS."""
+    if "frequency" in options and "period" in options:
         freq, period = minutes(options["frequency"]), minutes(options["period"])
         if not (5 <= freq <= 14 * 1440 and 5 <= period <= 14 * 1440):
-            raise TranspileError("frequency and period must be between 5m and 14d", kind="option")
+            yield "frequency and period must be between 5m and 14d"
         if period < freq:
-            raise TranspileError("period must be at least the frequency", kind="option")
-    return options
+            yield "period must be at least the frequency"
+        if period >= 2 * 1440 and freq < 60:
+            yield "a period of 2 days or more needs a frequency of at least 1h"
+    if "threshold" in options and not 0 <= options["threshold"] <= 10_000:
+        yield "threshold must be between 0 and 10000"
+    if options.get("suppression") and not 5 <= minutes(options["suppression"]) <= 1440:
+        yield "suppression must be between 5m and 24h"
+    if "workgroup" in options and not _WORKGROUP.fullmatch(options["workgroup"]):
+        yield "workgroup must be 1 to 128 of the characters a-z A-Z 0-9 . _ -"
+    if "database" in options and not 1 <= len(options["database"]) <= 255:
+        yield "database must be 1 to 255 characters"
+    if "max_bytes" in options and not 1 <= options["max_bytes"] <= CFN_MAX_BYTES:
+        yield f"max_bytes must be between 1 and {CFN_MAX_BYTES:,} (CloudFormation's limit for a template in S3)"
 
 
 def _typed(name, text, default):
@@ -248,15 +321,13 @@ def yaml_block(text, indent: int) -> str:
     if text and "\n" in text and not _BLOCK_UNSAFE.search(text) and text == text.strip():
         pad = " " * indent
         block = "|-\n" + "\n".join(pad + line if line else "" for line in text.split("\n"))
+        import yaml
         try:
-            if yaml.load("k: " + block, Loader=_YamlLoader) == {"k": text}:
+            if yaml.load("k: " + block, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) == {"k": text}:
                 return block
         except yaml.YAMLError:
             pass
     return to_json(text)
-
-
-_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]+")
 
@@ -278,18 +349,11 @@ def iso_duration(duration: str) -> str:
     return f"P{n}D" if unit == "d" else f"PT{n}{unit.upper()}"
 
 
-def pascal(name: str) -> str:
-    """Command and Control -> CommandAndControl (Sentinel's tactic names)."""
-    return "".join(word[:1].upper() + word[1:] for word in re.split(r"[\s_-]+", str(name)))
+pascal = sentinel.pascal
 
 
-def lookup(value, table: dict):
-    """table[value] when there is one, else value (renames, such as tactic aliases)."""
-    return table.get(value, value)
-
-
-FILTERS = {"lookup": lookup, "json": to_json, "arm": arm, "yaml_block": yaml_block, "comment": comment, "clip": clip,
-           "iso_duration": iso_duration, "pascal": pascal}
+FILTERS = {"json": to_json, "arm": arm, "yaml_block": yaml_block, "comment": comment, "clip": clip,
+           "iso_duration": iso_duration}
 
 
 # --- rendering ---------------------------------------------------------------------------------
@@ -301,7 +365,8 @@ class Renderer:
         self.fmt, self.target, self.options = fmt, target, options
 
     @cached_property
-    def template(self) -> jinja2.Template:
+    def template(self):
+        import jinja2      # here: convert without a format needs no Jinja
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
             undefined=jinja2.StrictUndefined, autoescape=False,
@@ -310,68 +375,76 @@ class Renderer:
         return env.get_template(self.fmt.template)
 
     def files(self, records) -> list[tuple[str, str, list]]:
-        """(file name, text, records in it) for every file the format writes."""
+        """(file name, text, records in it) for every file the format writes. A rule that
+        would make a file over the format's max_bytes on its own becomes unsupported here."""
         layout, ext, name = self.fmt.layout, self.fmt.extension, self.fmt.name
         chosen = [r for r in records if layout.every or (r.result == "converted" and r.query is not None)]
+        views = {id(r): self._view(r) for r in chosen}
         if layout.files == "rule":
             names = rule_file_names(chosen, ext)
-            return [(names[i], self._render(rule=view(r, self.target)), [r]) for i, r in enumerate(chosen)]
+            return [(names[i], self._render(rule=views[id(r)]), [r]) for i, r in enumerate(chosen)]
         if layout.files == "chunk":
-            groups = [chosen[i:i + layout.size] for i in range(0, len(chosen), layout.size)]
-            return [(f"{name}-{n:03d}.{ext}", self._render(rules=[view(r, self.target) for r in group],
+            groups = self._chunks(chosen, views)
+            return [(f"{name}-{n:03d}.{ext}", self._render(rules=[views[id(r)] for r in group],
                                                            chunk=n, chunks=len(groups)), group)
                     for n, group in enumerate(groups, 1)]
-        return [(f"{name}.{ext}", self._render(rules=[view(r, self.target) for r in chosen]), chosen)]
+        return [(f"{name}.{ext}", self._render(rules=[views[id(r)] for r in chosen]), chosen)]
+
+    def _view(self, record) -> dict:
+        found = view(record, self.target)
+        if self.fmt.layout.prepare is not None:
+            self.fmt.layout.prepare(found, record)
+        return found
+
+    def _chunks(self, chosen, views) -> list[list]:
+        """Rules in order, a new file when the next rule would pass `size` rules or max_bytes.
+        A file's size is its frame plus each rule's part (a template's text for a rule does not
+        depend on its place), measured with part numbers as wide as they can get."""
+        size, limit = self.fmt.layout.size, self.options.get("max_bytes", 0)
+        if not limit:
+            return [chosen[i:i + size] for i in range(0, len(chosen), size)]
+        wide = {"chunk": 999_999, "chunks": 999_999}
+        frame = _size(self._render(rules=[], **wide))
+        groups, total = [], 0
+        for r in chosen:
+            part = _size(self._render(rules=[views[id(r)]], **wide)) - frame
+            if frame + part > limit:
+                r.result = "unsupported"
+                r.errors.append(Unsupported(f"{self.fmt.name}: a file holding only this rule is {frame + part:,} "
+                                            f"bytes, over max_bytes={limit:,}", path=r.label, kind="too-long"))
+                continue
+            if not groups or len(groups[-1]) >= size or total + part > limit:
+                groups.append([])
+                total = frame
+            groups[-1].append(r)
+            total += part
+        return groups
 
     def _render(self, **context) -> str:
         text = self.template.render(target=self.target, options=self.options, format=self.fmt.name, **context)
         return text if text.endswith("\n") else text + "\n"
 
 
+def _size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
 def rule_file_names(records, extension: str) -> list[str]:
-    """One file name per rule: its file's stem (and document number), made unique in order."""
+    """One file name per rule: its file's stem (and document number), made unique in order,
+    shortened where it would not fit a file system (files.fitting_name)."""
     used, names = set(), []
     for r in records:
         stem = Path(r.path).stem + (f"_{r.doc}" if r.doc else "")
-        name, n = stem, 1
+        name, n = fitting_name(stem, extension), 1
         while name.lower() in used:          # same file name in two folders; case-insensitive disks
             n += 1
-            name = f"{stem}_{n}"
+            name = fitting_name(f"{stem}_{n}", extension)
         used.add(name.lower())
-        names.append(f"{name}.{extension}")
+        names.append(name)
     return names
 
 
 # --- writing -----------------------------------------------------------------------------------
-
-def write_atomic(path: Path, text: str):
-    """Write through a temporary file in the same folder and a rename: readers, and a run
-    stopped halfway (Ctrl-C, SIGTERM), never see half a file nor a leftover temporary file.
-    Those signals wait until the file is whole or gone; only SIGKILL can leave a .tmp."""
-    path = Path(path)
-    with _signals_deferred():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-
-
-@contextlib.contextmanager
-def _signals_deferred():
-    """Hold SIGINT and SIGTERM back (they are delivered at the end), where the OS can."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
 
 def write_all(folder: Path, files, progress=None) -> list[Path]:
     """Write (name, text, ...) files under folder, each atomically; returns the paths."""

@@ -58,9 +58,10 @@ from .resources import resource_dir
 TYPES = ("string", "bool", "number", "datetime", "timestamp", "json", "ip")
 UNMAPPED = ("keep", "error", "schema")
 MAPPING_KEYS = ("logsource", "description", "table", "schema", "rows", "unmapped", "fields", "json", "arrays")
-# Sections one backend reads (kql: time_column, keywords, json_arrays; duckdb: values, keywords;
+# Sections one backend reads (kql: time_column, keywords, json_arrays, scalar_json (dynamic
+# columns whose members hold single values: WindowsEvent's EventData); duckdb: values, keywords;
 # pipesearch: pipesearch): checked for their shape here, used there.
-EXTRA_KEYS = ("time_column", "keywords", "json_arrays", "values", "pipesearch")
+EXTRA_KEYS = ("time_column", "keywords", "json_arrays", "scalar_json", "values", "pipesearch")
 # Column types of a schema file (Kusto's scalar types) and the Target type each one reads as.
 SCHEMA_TYPES = {"string": "string", "bool": "bool", "boolean": "bool", "int": "number", "long": "number",
                 "real": "number", "double": "number", "decimal": "number", "datetime": "datetime",
@@ -81,6 +82,7 @@ class Target:
     value_excludes: str = ""      # characters a compared value must not hold to mean the same
     hashes: tuple = ()            # ((ALGO, column), ...): the field is Sysmon's "ALGO=hex,..." list
     name: str = ""                # an expr's column name in the query (default: the Sigma name)
+    inline: bool = False          # the expr is written where it is read (no computed column)
 
 
 @dataclass
@@ -320,7 +322,7 @@ class _Checker:
                 self.fail(key, f"unknown key{hint}; a mapping has {', '.join(MAPPING_KEYS + EXTRA_KEYS)}")
             if key in ("time_column", "values"):
                 self.text(key, value)
-            elif key == "json_arrays":
+            elif key in ("json_arrays", "scalar_json"):
                 self.names(key, value)
             elif key == "keywords" and value is not None:
                 self.names(key, value)

@@ -6,6 +6,7 @@ see a Query: And/Or/Not over Match leaves. No Sigma syntax is left inside a Matc
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Union
@@ -59,12 +60,20 @@ Value = Union[str, int, float, bool, None, tuple, TimePart]
 
 @dataclass(frozen=True)
 class Match:
-    """One normalized predicate. field None is a keyword (full-text) search."""
+    """One normalized predicate. field None is a keyword (full-text) search.
+
+    Equality and hashing see the value's type too: Python has True == 1 == 1.0, but the
+    rule values `true`, `1` and `1.0` have different texts ("true", "1", "1.0"), and the
+    evaluator's compile cache, the SQL render cache and value de-duplication key on Matches."""
 
     field: str | None
     op: Op
     value: Value
     cased: bool = False
+    value_type: type = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "value_type", type(self.value))
 
 
 @dataclass(frozen=True)

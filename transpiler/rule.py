@@ -8,24 +8,19 @@ a file with a bad rule still yields its good ones, and a batch goes on.
 from __future__ import annotations
 
 import datetime
-import difflib
 import fnmatch
+import functools
 import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from . import detection
-from .condition import parse_condition
+from . import files
 from .errors import ConditionError, RuleError, TranspileError
 from .nodes import AllOf, And, Not, OneOf, Or, Query, Ref, and_, or_
 
-try:  # the C loader is ten times faster; fall back where libyaml is missing
-    _Loader = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
+# PyYAML, Lark and the IR builder are imported when a rule is parsed, not before: a warm
+# `convert` (transpiler/cache.py) never needs them.
 
 # Bounds that keep one hostile file from stalling a batch (README "Security").
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -33,29 +28,14 @@ MAX_VALUES = 1_000_000          # scalars in one document once YAML aliases are 
 MAX_CONDITION_DEPTH = 200       # nesting of and/or/not in a condition
 MAX_YAML_DEPTH = 500            # libyaml's composer recurses in C: deeper input crashes it
 _BRACKETS = re.compile(r"[\[\]{}]")
-_INDENT = re.compile(r"^[ \t]*", re.M)
+_DEEP_INDENT = re.compile(r"^[ \t]{%d}" % (MAX_YAML_DEPTH * 2 + 1), re.M)
 _DASHES = re.compile(r"(?:-[ \t]+){%d,}" % MAX_YAML_DEPTH)
-
-
-class _RuleLoader(_Loader):
-    """The YAML loader for rules: a duplicate key is an error, not a silent overwrite."""
-
-    def construct_mapping(self, node, deep=False):
-        mapping = super().construct_mapping(node, deep=deep)
-        if len(mapping) < len(node.value):      # fewer keys than entries: one came twice
-            seen = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=deep)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        "while reading a map", node.start_mark, f"duplicate key {key!r}", key_node.start_mark)
-                seen.add(key)
-        return mapping
 
 
 LEVELS = ("informational", "low", "medium", "high", "critical")
 STATUSES = ("stable", "test", "experimental", "deprecated", "unsupported")
 RULE_SUFFIXES = (".yml", ".yaml")
+TESTS_SUFFIXES = (".tests.yml", ".tests.yaml")    # a rule's own tests (sigma-transpile test), not rules
 
 
 @dataclass
@@ -102,20 +82,21 @@ class Rule:
         return self.path if self.doc == 0 else f"{self.path}#{self.doc}"
 
 
-def rule_files(paths) -> list[Path]:
-    """Every .yml/.yaml file under the given files and folders, sorted, each once."""
-    found = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found.extend(f for f in p.rglob("*") if f.suffix.lower() in RULE_SUFFIXES and f.is_file())
-        else:
-            found.append(p)
-    return sorted(set(found), key=lambda f: str(f))
+def find_rule_files(paths) -> tuple[list[Path], list[RuleError]]:
+    """Every .yml/.yaml file under the given files and folders but rule tests (.tests.yml), as
+    files.walk finds them (sorted, each once, symlinked folders followed), and an error for
+    each folder that cannot be read or that was named but holds no rule file: a mistyped path
+    must not pass as "no problems"."""
+    found, unreadable, empty = files.walk(paths, RULE_SUFFIXES, TESTS_SUFFIXES)
+    return found, ([RuleError(why, path=folder, kind="io") for folder, why in unreadable] +
+                   [RuleError("no rule files (.yml, .yaml) in this folder or below", path=folder, kind="empty")
+                    for folder in empty])
 
 
 def load_paths(paths, placeholders=None) -> tuple[list[Rule], list[TranspileError]]:
-    rules, errors = [], []
-    for f in rule_files(paths):
+    found, errors = find_rule_files(paths)
+    rules = []
+    for f in found:
         got, bad = load_file(f, placeholders)
         rules.extend(got)
         errors.extend(bad)
@@ -123,18 +104,27 @@ def load_paths(paths, placeholders=None) -> tuple[list[Rule], list[TranspileErro
 
 
 def load_file(path, placeholders=None) -> tuple[list[Rule], list[TranspileError]]:
+    """Every document of one rule file."""
     path = str(path)
+    data, errors = read_file(path)
+    return ([], errors) if data is None else load_text(data, path, placeholders)
+
+
+def read_file(path: str) -> tuple[bytes | None, list[TranspileError]]:
+    """A rule file's bytes, or None and the error. Only a regular file of at most
+    MAX_FILE_BYTES is read, and only that much of it (its size is checked before reading)."""
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        return [], [RuleError(f"cannot read: {e.strerror or e}", path=path, kind="io")]
-    return load_text(data, path, placeholders)
+        return files.read_limited(path, MAX_FILE_BYTES), []
+    except files.TooLarge as e:
+        return None, [RuleError(str(e), path=path, kind="yaml")]
+    except files.Unreadable as e:
+        return None, [RuleError(str(e), path=path, kind="io")]
 
 
 def load_text(data, path="<string>", placeholders=None) -> tuple[list[Rule], list[TranspileError]]:
     """Load every document of one YAML text (str or bytes)."""
     if len(data) > MAX_FILE_BYTES:
-        return [], [RuleError(f"file is larger than {MAX_FILE_BYTES // 2**20} MiB", path=path, kind="yaml")]
+        return [], [RuleError(f"file is larger than {files.size_text(MAX_FILE_BYTES)}", path=path, kind="yaml")]
     if isinstance(data, bytes):
         if b"\x00" in data[:8192]:
             return [], [RuleError("binary file, not YAML", path=path, kind="yaml")]
@@ -145,8 +135,9 @@ def load_text(data, path="<string>", placeholders=None) -> tuple[list[Rule], lis
     rules, errors = [], []
     if _too_deep(data):
         return [], [RuleError(f"YAML nested deeper than {MAX_YAML_DEPTH} levels", path=path, kind="yaml")]
+    from . import yamlload
     try:
-        for i, doc in enumerate(yaml.load_all(data, Loader=_RuleLoader)):
+        for i, doc in enumerate(yamlload.load_all(data)):
             if doc is None:
                 continue
             try:
@@ -159,11 +150,36 @@ def load_text(data, path="<string>", placeholders=None) -> tuple[list[Rule], lis
                 errors.append(e.located(_label(path, i)))
             except RecursionError:
                 errors.append(RuleError("nested too deeply", path=_label(path, i), kind="structure"))
-    except yaml.YAMLError as e:
+    except yamlload.YAMLError as e:
         errors.append(RuleError(_yaml_message(e), path=path, kind="yaml"))
     except RecursionError:
         errors.append(RuleError("YAML nested too deeply", path=path, kind="yaml"))
     return rules, errors
+
+
+def duplicates(rules) -> list[RuleError]:
+    """The documents that repeat an earlier one's id or title, and the files that repeat an
+    earlier one's name in another folder (in path order), each as a problem naming both: a
+    correlation naming such a rule, a SIEM id derived from it, a file written under its name
+    would each pick one copy by path order (sigma-cli flags all three)."""
+    problems, first, files_seen = [], {}, set()
+    for r in sorted(rules, key=lambda r: (r.path, r.doc)):
+        name = Path(r.path).name
+        keys = [("id", str(r.id).lower() if r.id else None, r.id),
+                ("title", " ".join(r.title.split()).casefold() or None, r.title),
+                ("file name", name.lower() if r.path not in files_seen else None, name)]
+        files_seen.add(r.path)
+        for what, key, shown in keys:
+            earlier = first.setdefault((what, key), r) if key is not None else r
+            if earlier is r:
+                continue
+            if what == "file name":
+                problems.append(RuleError(f"the file name {shown!r} is also used by {earlier.path}",
+                                          path=r.path, kind="duplicate"))
+            else:
+                problems.append(RuleError(f"{shown!r} is also the {what} of {earlier.label}", path=r.label,
+                                          where=what, kind="duplicate"))
+    return problems
 
 
 def load_rule(text: str, placeholders=None) -> Rule:
@@ -192,13 +208,15 @@ class _Errors(Exception):
 
 def _too_deep(text: str) -> bool:
     """A cheap upper bound on YAML nesting (brackets in quotes count too: harmless for rules)."""
-    depth = deepest = 0
-    for m in _BRACKETS.finditer(text):
-        depth = depth + 1 if m.group() in "[{" else max(depth - 1, 0)
-        deepest = max(deepest, depth)
-    if deepest > MAX_YAML_DEPTH or _DASHES.search(text):
-        return True
-    return max(map(len, _INDENT.findall(text)), default=0) > MAX_YAML_DEPTH * 2
+    if text.count("[") + text.count("{") > MAX_YAML_DEPTH:     # else they cannot nest deeper
+        depth = deepest = 0
+        for m in _BRACKETS.finditer(text):
+            depth = depth + 1 if m.group() in "[{" else max(depth - 1, 0)
+            deepest = max(deepest, depth)
+        if deepest > MAX_YAML_DEPTH:
+            return True
+    dashes = text.count("-") >= MAX_YAML_DEPTH and _DASHES.search(text)    # a run needs that many
+    return bool(dashes or _DEEP_INDENT.search(text))
 
 
 def _check_size(doc):
@@ -222,7 +240,7 @@ def _check_size(doc):
         stack.extend((v, False) for v in items)
 
 
-def _yaml_message(e: yaml.YAMLError) -> str:
+def _yaml_message(e) -> str:
     mark = getattr(e, "problem_mark", None)
     where = f"line {mark.line + 1} col {mark.column + 1}: " if mark else ""
     problem = getattr(e, "problem", None) or str(e)
@@ -292,6 +310,8 @@ def _check_metadata(doc, problem):
 
 def _detection(section: dict, key: str, placeholders):
     """Build every selection, parse the condition(s), resolve names; collect all errors."""
+    from . import detection
+    from .condition import parse_condition
     errors, selections = [], {}
     for name, body in section.items():
         if name in ("condition", "timeframe", "rules"):
@@ -371,17 +391,25 @@ def _selected(name, col, section, selections, text):
 def _names(pattern, selections) -> list[str]:
     if pattern == "them":
         return [n for n in selections if not n.startswith("_")]   # spec: `them` skips _names
-    regex = re.compile(fnmatch.translate(pattern))
+    regex = _wildcard(pattern)
     return [n for n in selections if regex.match(n)]
 
 
+@functools.lru_cache(maxsize=1024)      # rules repeat the same few: selection*, filter_*
+def _wildcard(pattern: str):
+    return re.compile(fnmatch.translate(pattern))
+
+
 def _suggest(name, selections) -> str:
+    import difflib
     close = difflib.get_close_matches(name, list(selections), n=3, cutoff=0.6)
     return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def _plain(value):
     """Metadata as JSON-ready values: YAML dates become ISO text."""
+    if type(value) is str:          # nearly every value
+        return value
     if isinstance(value, (datetime.date, datetime.datetime)):
         return value.isoformat()
     if isinstance(value, dict):

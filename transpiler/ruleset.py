@@ -23,10 +23,13 @@ def required_values(query):
             return {query.field: frozenset({text(query.value).lower()})}
         return {}
     if isinstance(query, And):
+        # Two conjuncts on one field: either's values are required, not their intersection,
+        # since a list holds several values (Tags|all: [a, b] selects {Tags: [a, b]}).
         out = {}
         for arg in query.args:
             for field, values in required_values(arg).items():
-                out[field] = out[field] & values if field in out else values
+                if field not in out or len(values) < len(out[field]):
+                    out[field] = values
         return out
     if isinstance(query, Or):
         branches = [required_values(a) for a in query.args]
@@ -55,6 +58,14 @@ class RuleSet:
 
     def matching(self, event: dict) -> list:
         """The rules that select the event, in rule order."""
+        return [self.rules[n] for n in self.numbers(event)]
+
+    def numbers(self, event: dict) -> list:
+        """The positions (in self.rules) of the rules that select the event, in order."""
+        return [n for n in self.candidates(event) if self._tests[n](event)]
+
+    def candidates(self, event: dict) -> list:
+        """The positions of the rules whose required values the event has, in order."""
         if self._fields is None:
             self._fields = [(_getter(field), by_value) for field, by_value in self._index.items()]
         candidates = set(self._always)
@@ -63,4 +74,7 @@ class RuleSet:
                 found = by_value.get(value.lower() if isinstance(value, str) else text(value).lower())
                 if found:
                     candidates.update(found)
-        return [self.rules[n] for n in sorted(candidates) if self._tests[n](event)]
+        return sorted(candidates)
+
+    def test(self, n: int, event: dict) -> bool:
+        return self._tests[n](event)

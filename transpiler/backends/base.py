@@ -10,9 +10,8 @@ filters, its option defaults) plus templates/<name>/:
 """
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
-
-import jinja2
 
 from ..errors import TranspileError, Unsupported
 from ..mapping import Mapping, Target, builtin_mappings, choose, load_mapping_file
@@ -37,10 +36,11 @@ class Backend:
         return {}
 
     @cached_property
-    def env(self) -> jinja2.Environment:
+    def env(self):
+        import jinja2      # when the first rule is rendered: a warm convert renders none
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
-            undefined=jinja2.StrictUndefined, autoescape=False,
+            undefined=jinja2.StrictUndefined, autoescape=False, auto_reload=False,   # no stat per use
             keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True)
         env.filters.update(self.filters())
         env.globals.update(unsupported=self._unsupported, Op=Op, **self.template_globals())
@@ -141,3 +141,14 @@ class Backend:
 
     def _unsupported(self, message: str):
         raise Unsupported(f"{self.name}: {message}")
+
+
+# ::ffff:a.b.c.d, an IPv4 address written as IPv6. The evaluator reads it as the IPv6 address it
+# is written as (README, cidr); Trino, Java and Kusto may read it as the IPv4 a.b.c.d.
+IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
+def covers_ipv4_mapped(network: str) -> bool:
+    """Whether an IPv6 network overlaps the IPv4-mapped addresses."""
+    net = ipaddress.ip_network(network)
+    return net.version == 6 and net.overlaps(IPV4_MAPPED)

@@ -13,15 +13,14 @@ TimeGenerated (AWSCloudTrail's copy of CloudTrail's eventTime).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 
 from ..errors import TranspileError, Unsupported
 from ..evaluate import compile_query, text as text_form
-from ..nodes import And, Match, Not, Op, Or, Wild
-from ..regex import compile_regex
+from ..nodes import And, Match, Not, Op, Or, walk
+from ..regex import compile_regex, glob_regex, rust_regex
 from ..resources import resource_dir
-from .base import Backend
+from .base import Backend, covers_ipv4_mapped
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Characters written as escapes inside a "..." literal. A raw line break is a syntax error and
@@ -30,12 +29,8 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # surrogates become \uXXXX (https://learn.microsoft.com/kusto/query/scalar-data-types/string).
 _SHORT = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _RAW_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-# Kusto's regex engine is the Rust regex crate (regex.md above): Unicode \d \s \w \b, nested
-# classes and class set operators. The evaluator runs RE2, whose \d \s \w \b are ASCII and
-# whose `[` `&&` `--` `~~` inside a class are literal: these spell RE2's meaning in Rust's syntax.
-_PERL = {"d": "0-9", "w": "0-9A-Za-z_", "s": "\\t\\n\\f\\r "}
-_ESCAPE = re.compile(r"\\(?:[pP](?:\{[^}]*\}|.)|x(?:\{[^}]*\}|[0-9A-Fa-f]{2})|.)", re.DOTALL)
-_POSIX = re.compile(r"\[:\^?[a-z]+:\]")
+# Any character string() writes otherwise than as itself, per quote.
+_ESCAPED = {q: re.compile(r"[\\\n\r\t" + q + r"\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]") for q in "\"'"}
 CHUNK = 100             # terms of one `or` chain, at most
 MAX_REGEX_GROUPS = 16   # "The maximum number of regex groups is 16." (matches-regex-operator)
 
@@ -47,7 +42,9 @@ class Kql(Backend):
     def __init__(self, mapping_file=None, **options):
         super().__init__(mapping_file, **options)
         self._negations = 0   # how many Not nodes enclose the Match being rendered
-        self._computed = {}   # computed columns (a mapping's expr fields) the rule being rendered uses
+        self._leaves: dict = {}    # memo: (mapping, negated, Match or fold key and group) -> text
+        self._targets: dict = {}   # memo: (mapping, field) -> Target
+        self._computed: dict = {}  # the computed columns (a mapping's expr fields) of the query being made
 
     def filters(self) -> dict:
         return {"str": string, "regex": regex, "ident": identifier, "ref": self.reference,
@@ -63,8 +60,8 @@ class Kql(Backend):
     def render(self, query, parent=None):
         if isinstance(query, Not):
             arg = query.arg
-            if isinstance(arg, Match) and arg.op in (Op.EXISTS, Op.NULL):   # not exists: null
-                return self.macros.exists(Match(arg.field, Op.EXISTS, arg.op is Op.NULL))
+            if isinstance(arg, Match) and arg.op in (Op.EXISTS, Op.NULL):   # never null: the opposite test
+                return self.macros.exists(Match(arg.field, Op.EXISTS, arg.op is Op.NULL or not arg.value))
             self._negations += 1
             try:
                 return self.macros.not_(self.render(arg))   # not(...) brackets it already
@@ -79,7 +76,28 @@ class Kql(Backend):
         if isinstance(query, And):
             text = self.macros.and_(self._chunked([self.render(a, And) for a in query.args], self.macros.and_))
             return self.macros.group(text) if parent not in (None, And) else text
+        if isinstance(query, Match):
+            return self._leaf(query, lambda: self.macros.boolean(query, truths(query)) if self._on_bool(query)
+                              else super(Kql, self).render(query, parent))
         return super().render(query, parent)
+
+    def _leaf(self, key, render):
+        """render() once per (mapping, negation, key): a leaf's text depends on nothing else,
+        and rules repeat values."""
+        key = (id(self.mapping), self._negations > 0, key)
+        done = self._leaves.get(key)
+        if done is None:
+            done = self._leaves[key] = render()
+        return done
+
+    def _on_bool(self, m: Match) -> bool:
+        """Whether m tests a bool column (exists and null excepted: they need no text)."""
+        if m.field is None or m.op in (Op.EXISTS, Op.NULL):
+            return False
+        if m.op is Op.FIELDREF and "bool" in (self.target(m.field).type, self.target(m.value).type):
+            raise Unsupported(f"{self.name}: fieldref with the bool column of {m.field} or {m.value}: Kusto does "
+                              "not document the text of a bool", kind="bool")
+        return m.op is not Op.FIELDREF and self.target(m.field).type == "bool"
 
     def _chunked(self, parts: list, join) -> list:
         """Long lists in bracketed groups of CHUNK: Kusto's parser refuses an `or` chain of some
@@ -89,16 +107,25 @@ class Kql(Backend):
         return parts
 
     def _render_or_args(self, args) -> list[str]:
-        """An Or's children, with equalities on one field folded into in_() and networks of one
-        family on one field into cidr_any(); order of first appearance kept."""
+        """An Or's children, with equalities on one field folded into in_(), networks of one
+        family on one field into cidr_any() and tests of one bool column into one boolean();
+        order of first appearance kept."""
         def key(a):
             if isinstance(a, Match) and a.field is not None:
+                if self._on_bool(a):
+                    return "boolean", a.field
                 if a.op is Op.EQ and not isinstance(a.value, bool):
-                    return "in_", a.field, a.cased or not isinstance(a.value, str)
+                    return "in_", a.field, a.cased
                 if a.op is Op.CIDR:
                     return "cidr_any", a.field, ":" in a.value
             return None
-        return self.fold_or(args, key)
+
+        def fold(k, group):
+            if k[0] == "boolean":
+                held = {word for m in group for word in truths(m)}
+                return self.macros.boolean(group[0], [w for w in ("true", "false") if w in held])
+            return getattr(self.macros, k[0])(group)
+        return self.fold_or(args, key, lambda k, group: self._leaf((k, tuple(group)), lambda: fold(k, group)))
 
     # --- correlations --------------------------------------------------------------------------
     def convert_correlation(self, correlation) -> str:
@@ -122,15 +149,17 @@ class Kql(Backend):
         expressions for the time, the group keys and the value, in that rule's mapping."""
         try:
             self.mapping = self.mapping_for(base)
-            where = self.render(self.mapping.rewrite(base.query))
+            query = self.mapping.rewrite(base.query)
+            where = self.render(query)
         except TranspileError as e:
             raise e.located(base.label, "detection") from None
         fields = dict(zip(c.group_by, c.group_fields(base)))
+        computed = self.computed_columns(query, list(fields.values()) + ([c.value_field(base)] if c.field else []))
         keys = [self._part(fields[n], "group-by") for n in names]
         value = self._part(c.value_field(base), "condition.field") if c.field else None
         time = self.options.get("time_column") or self.mapping.extra.get("time_column") or "TimeGenerated"
         return {"table": identifier(self.table()), "rows": self.mapping.rows, "where": where,
-                "computed": list(self._computed.items()), "time": identifier(time),
+                "computed": list(computed.items()), "time": identifier(time),
                 "keys": keys, "value": value}
 
     def _part(self, field: str, role: str) -> dict:
@@ -146,49 +175,67 @@ class Kql(Backend):
 
     # --- fields --------------------------------------------------------------------------------
     def target(self, field: str):
-        """The mapping's Target for a field; a field inside a JSON array cannot be tested."""
+        """The mapping's Target for a field: a column, never a place inside JSON text."""
+        key = (id(self.mapping), field)
+        found = self._targets.get(key)
+        if found is None:
+            found = self._targets[key] = self._target(field)
+        return found
+
+    def _target(self, field: str):
         t = self.resolve(field)
+        if t.json_path:
+            # The evaluator enters lists anywhere on the path (and reads "a.b" keys as a.b); KQL's
+            # parse_json(...).a.b reads one value, and a where clause cannot test a list's elements.
+            raise Unsupported(f"{self.name}: {field} is a key inside the JSON text of {t.column}, where an event "
+                              "may hold a list; a where clause cannot test a list's elements", kind="json-array")
         if t.element is not None:
             raise Unsupported(f"{self.name}: {field} is a member of the elements of the JSON array in "
                               f"{t.column}; a where clause cannot test the elements", kind="json-array")
-        for array in self.mapping.extra.get("json_arrays", ()):
-            if field.lower() == array.lower():
-                return dataclasses.replace(t, type="array")
-            if field.lower().startswith(array.lower() + "."):
-                raise Unsupported(f"{self.name}: {field} is inside the JSON array {array}; a where clause "
-                                  f"cannot test the elements", kind="json-array")
         return t
 
     def reference(self, t) -> str:
-        """A Target as a KQL expression: the column, or a path into the JSON it holds
-        (https://learn.microsoft.com/kusto/query/parse-json-function)."""
+        """A Target's column as a KQL expression; a field the mapping computes is read by the
+        name `| extend` gives it, or written out where it is short (a member of a dynamic column)."""
         if t.expr:
-            return self.computed(t)
-        column = identifier(t.column)
-        if not t.json_path:
-            return column
-        keys = "".join(f".{k}" if _IDENT.fullmatch(k) and k not in RESERVED else f"[{string(k)}]"
-                       for k in t.json_path)
-        return f"parse_json({column}){keys}"
+            return t.expr if t.inline else identifier(t.name or t.sigma)
+        return identifier(t.column)
 
-    # --- a mapping's value-level rules and computed columns (mapping.py) -------------------------
+    # --- a mapping's value-level rules, computed fields and dynamic columns (mapping.py) --------
     def convert(self, rule) -> str:
-        """As every backend converts, after the mapping's value-level rules (Mapping.rewrite)."""
+        """As every backend converts, after the mapping's value-level rules (Mapping.rewrite),
+        with the computed columns the query reads (query.j2 writes them as one `| extend`)."""
         try:
-            query = self.mapping_for(rule).rewrite(rule.query)
+            self.mapping = self.mapping_for(rule)
+            query = self.mapping.rewrite(rule.query)
+            self._computed = self.computed_columns(query)
         except TranspileError as e:
             raise e.located(getattr(rule, "path", None), "detection") from None
         return super().convert(rule if query is rule.query else dataclasses.replace(rule, query=query))
 
-    def mapping_for(self, rule):
-        self._computed = {}   # a new rule (or correlation branch) starts with none
-        return super().mapping_for(rule)
+    def computed_columns(self, query, fields=()) -> dict:
+        """name -> expression of every computed field the query (and the other fields named)
+        reads, in order of first use. Found in the query, not while rendering it: leaf texts are
+        memoized."""
+        names = [n.field for n in walk(query) if isinstance(n, Match) and n.field is not None]
+        names += [n.value for n in walk(query) if isinstance(n, Match) and n.op is Op.FIELDREF]
+        out = {}
+        for name in list(dict.fromkeys(names)) + list(fields):
+            t = self.target(name)
+            if t.expr and not t.inline:
+                out.setdefault(t.name or t.sigma, t.expr)
+        return out
 
-    def computed(self, t) -> str:
-        """A field the mapping computes from columns (an `expr`): the query defines it once with
-        `| extend Name = expr` before the where, which then reads it by name."""
-        self._computed[t.name or t.sigma] = t.expr
-        return identifier(t.name or t.sigma)
+    def resolve(self, field: str):
+        """The mapping's Target; a member of a dynamic column that holds single values (the
+        mapping's `scalar_json` columns, such as WindowsEvent's EventData) is read as the
+        text of that member, tostring(Column.member), as the evaluator reads a value."""
+        t = super().resolve(field)
+        if t.json_path and t.column in (self.mapping.extra.get("scalar_json") or ()):
+            keys = "".join(f".{k}" if _IDENT.fullmatch(k) and k not in RESERVED else f"[{string(k)}]"
+                           for k in t.json_path)
+            return dataclasses.replace(t, json_path=(), expr=f"tostring({identifier(t.column)}{keys})", inline=True)
+        return t
 
     def keyword_matches(self, m: Match) -> list:
         """A keyword Match on each field the mapping's `keywords` list names as the event's text."""
@@ -214,6 +261,9 @@ def timespan(seconds: int) -> str:
 
 def string(value, quote='"') -> str:
     """A string literal that reads back as `value` (KustoFacts.GetDoubleQuotedStringLiteral)."""
+    value = str(value)
+    if not _ESCAPED[quote].search(value):      # the common case: nothing to escape
+        return quote + value + quote
     body = []
     for c in str(value):
         if c in _SHORT:
@@ -241,62 +291,15 @@ def regex(pattern: str) -> str:
     if compile_regex(pattern).groups > MAX_REGEX_GROUPS:
         raise Unsupported(f"kql: the regex has more than {MAX_REGEX_GROUPS} groups, Kusto's limit",
                           kind="regex")
-    rust = _rust_regex(pattern)
+    rust = rust_regex(pattern)
     if _RAW_UNSAFE.search(rust):
         return string(rust)
     return '@"' + rust.replace('"', '""') + '"'
 
 
-def _rust_regex(p: str) -> str:
-    out, i, in_class = [], 0, False
-    while i < len(p):
-        c = p[i]
-        if c == "\\":
-            tok = _ESCAPE.match(p, i).group()
-            i += len(tok)
-            if tok in ("\\Q", "\\C"):
-                raise Unsupported(f"kql: {tok} in a regex has no Kusto equivalent", kind="regex")
-            if len(tok) == 2 and tok[1] in "dDwWsS":
-                body = _PERL[tok[1].lower()]
-                out.append(f"[^{body}]" if tok[1].isupper() else body if in_class else f"[{body}]")
-            elif tok in ("\\b", "\\B") and not in_class:
-                out.append(f"(?-u:{tok})")
-            else:
-                out.append(tok)
-            continue
-        if in_class:
-            posix = _POSIX.match(p, i)
-            if posix:
-                out.append(posix.group())
-                i = posix.end()
-                continue
-            if p.startswith("--", i):
-                raise Unsupported("kql: '--' inside a regex class is a set difference in Kusto", kind="regex")
-            if c == "]":
-                in_class = False
-            out.append("\\[" if c == "[" else f"\\{c}" if c in "&~" else c)
-            i += 1
-            continue
-        out.append(c)
-        i += 1
-        if c == "[":
-            in_class = True
-            for lead in ("^", "]"):
-                if p.startswith(lead, i):
-                    out.append(lead if lead == "^" else "\\]")
-                    i += 1
-    return "".join(out)
-
-
 def glob(m: Match) -> str:
-    """A GLOB value as a regex: `matches regex` searches, so a leading or trailing `*` is left
-    out and the other ends anchored; flags: i unless cased, s so that `.` takes line breaks."""
-    parts = list(m.value)
-    head = "" if parts[0] is Wild.STAR else "^"
-    tail = "" if parts[-1] is Wild.STAR else "$"
-    parts = parts[1 if not head else 0:len(parts) - (0 if tail else 1)]
-    body = "".join(".*" if p is Wild.STAR else "." if p is Wild.ONE else re.escape(p) for p in parts)
-    return f"(?{'' if m.cased else 'i'}s){head}{body}{tail}"
+    """A GLOB value as a regex for `matches regex` (which searches): i unless cased."""
+    return glob_regex(m.value, caseless=not m.cased)
 
 
 def caseless(values) -> bool:
@@ -305,15 +308,17 @@ def caseless(values) -> bool:
     return all(v.lower() == v.upper() for v in map(str, values))
 
 
+def truths(m: Match) -> list:
+    """The bools ("true", "false") a Match on a bool column holds for: such a column has no
+    other values, and its values' texts are "true" and "false", as the evaluator reads them."""
+    test = compile_query(dataclasses.replace(m, field="f"))
+    return [word for word, value in (("true", True), ("false", False)) if test({"f": value})]
+
+
 def empty_ok(m: Match) -> bool:
     """Whether the predicate holds for an empty string, which is also how KQL reads a missing
     value: such predicates need a presence test on values that can be null."""
     return compile_query(dataclasses.replace(m, field="f"))({"f": ""})
-
-
-def covers_ipv4_mapped(network: str) -> bool:
-    """Whether an IPv6 network overlaps ::ffff:0:0/96, where Kusto may place IPv4 addresses."""
-    return ipaddress.ip_network(network).overlaps(ipaddress.ip_network("::ffff:0:0/96"))
 
 
 def _load_reserved() -> frozenset:

@@ -30,9 +30,10 @@ import unicodedata
 from decimal import Decimal
 
 from ..errors import RuleError, Unsupported
-from ..evaluate import text
+from ..evaluate import fold, text
 from ..nodes import And, Match, Not, Op, Or, Wild
-from .base import Backend
+from ..regex import glob_regex, java_regex
+from .base import Backend, covers_ipv4_mapped
 
 # A field name written bare: one token for ExpressionParser (no operator, quote, bracket,
 # comma or space), not a keyword, not a number. Anything else goes through field("...").
@@ -55,7 +56,8 @@ _RAW_UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 _HAZARD = re.compile(r'#[\s\[]|\\"')
 _REGEX_META = set("\\.[]{}()*+?^$|")
 _STRING_OPS = (Op.EQ, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH)
-_NUMERIC = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\z"   # evaluate.number, in Java
+# evaluate.number, in Java: ASCII digits, and blanks without \x0B (which Java's \s takes).
+_NUMERIC = r"^[\t\n\f\r ]*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?[\t\n\f\r ]*\z"
 
 
 class PipeSearch(Backend):
@@ -64,7 +66,7 @@ class PipeSearch(Backend):
 
     def filters(self) -> dict:
         return {"field": self.field, "lit": literal, "plain": plain, "re_lit": regex_literal,
-                "java_re": java_regex, "glob_re": glob_regex, "want": want, "caseless": caseless,
+                "java_re": java_re, "glob_re": glob_re, "want": want, "caseless": caseless,
                 "num": number, "network": network, "pattern": pattern, "char_classes": char_classes}
 
     def template_globals(self) -> dict:
@@ -81,6 +83,8 @@ class PipeSearch(Backend):
 
     def render(self, query, parent=None):
         m = self.macros
+        if isinstance(query, Match) and query.field is None:
+            _keyword_stays_in_one_value(query)
         if isinstance(query, Not):
             arg = query.arg
             # exists/null never yield null, so their negation is the opposite test.
@@ -141,11 +145,10 @@ class PipeSearch(Backend):
                                   "in the mapping", kind="keywords")
             return identifier(keywords)
         t = self.resolve(name)
-        for array in self.mapping.extra.get("json_arrays", ()):
-            inside = name.lower().startswith(array.lower() + ".")
-            if inside or (name.lower() == array.lower() and op not in (Op.EXISTS, Op.NULL)):
-                raise Unsupported(f"pipesearch: {name} is {'inside ' if inside else ''}the array {array}; "
-                                  "a search expression cannot test its elements", kind="array")
+        if t.json_path:
+            # The evaluator enters lists anywhere on the path; valueof() reads one value.
+            raise Unsupported(f"pipesearch: {name} is a key inside the map {t.column}, where an event may hold a "
+                              "list; a search expression cannot test a list's elements", kind="array")
         if t.element is not None:
             raise Unsupported(f"pipesearch: {name} is inside the array {t.column}; a search expression "
                               "cannot test its elements", kind="array")
@@ -153,8 +156,6 @@ class PipeSearch(Backend):
             raise Unsupported(f"pipesearch: {name} is the map {t.column}; Logpresso compares a map as "
                               "Java text, not as JSON", kind="map")
         expr = identifier(t.column)
-        for key in t.json_path:
-            expr = f"valueof({expr}, {literal(key)})"
         # toString() of an IP value is "/1.2.3.4"; string() gives "1.2.3.4".
         return f"string({expr})" if t.type == "ip" else expr
 
@@ -204,6 +205,16 @@ CORRELATION_GAPS = {
                         "each group (the rules' events in order within {span}); no documented command keeps "
                         "state across rows: sort, eval and search see one row at a time",
 }
+
+
+def _keyword_stays_in_one_value(m: Match):
+    """A keyword is found inside one string of the event; the raw line holds them all, one
+    after another, so a wildcard between two literal parts, or a line break, could join two."""
+    parts = m.value if m.op is Op.GLOB else (m.value,)
+    inner = [p for p in parts[1:-1] if isinstance(p, Wild)] if m.op is Op.GLOB else []
+    if inner or any(isinstance(p, str) and "\n" in p for p in parts):
+        raise Unsupported("pipesearch: this keyword could match across two values of the event in the raw line "
+                          "(a wildcard between literal text, or a line break)", kind="keywords")
 
 
 def _span(seconds: int) -> str:
@@ -282,7 +293,19 @@ def identifier(name: str) -> str:
 def want(m: Match) -> str:
     """The text a Match compares with: folded to lower case unless cased, numbers in JSON form."""
     value = m.value if isinstance(m.value, str) else text(m.value)
-    return value if m.cased else value.lower()
+    return value if m.cased else _lowered(value)
+
+
+# Logpresso's lower() is Java's String.toLowerCase(): İ becomes "i" + U+0307 and a final Σ
+# becomes ς, where the evaluator lowers each character on its own (evaluate.fold).
+_FULL_CASE = set("\u0130\u03a3\u03c3\u03c2")
+
+
+def _lowered(value: str) -> str:
+    if _FULL_CASE & set(value):
+        raise Unsupported(f"pipesearch: {value!r} holds İ or a sigma, which Logpresso's lower() (Java's "
+                          "toLowerCase) folds otherwise than character by character", kind="value")
+    return fold(value)
 
 
 def caseless(value: str) -> bool:
@@ -294,7 +317,8 @@ def number(value) -> str:
     """A number constant in plain decimal: `1e+16` would read as `1e + 16`."""
     if isinstance(value, int):
         return str(value)
-    return format(Decimal(repr(value)), "f")
+    text = format(Decimal(repr(value)), "f")
+    return text if "." in text else text + ".0"   # a double: digits alone read as an int or long
 
 
 def network(value: str) -> tuple:
@@ -305,7 +329,7 @@ def network(value: str) -> tuple:
     address = net.network_address
     if address.version == 6:
         text = ":".join(f"{int(h, 16):x}" for h in address.exploded.split(":"))
-        return text, net.prefixlen, net.overlaps(ipaddress.ip_network("::ffff:0:0/96"))
+        return text, net.prefixlen, covers_ipv4_mapped(value)
     return str(address), net.prefixlen, False
 
 
@@ -336,162 +360,11 @@ def regex_literal(value: str, start=False, end=False) -> str:
     return _safe(("^" if start else "") + body + ("\\z" if end else ""))
 
 
-def glob_regex(m: Match) -> str:
-    """A GLOB as a Java regex searched with find(): anchored unless it starts/ends with `*`;
-    (?s) so that `*` and `?` cross line breaks, as Sigma's do."""
-    parts = [p for p in m.value]
-    start = not (parts and parts[0] is Wild.STAR)
-    end = not (parts and parts[-1] is Wild.STAR)
-    while parts and parts[0] is Wild.STAR:
-        parts.pop(0)
-    while parts and parts[-1] is Wild.STAR:
-        parts.pop()
-    body = "".join(".*" if p is Wild.STAR else "." if p is Wild.ONE
-                   else regex_literal(p if m.cased else p.lower()) for p in parts)
-    flags = "(?s)" if any(isinstance(p, Wild) for p in parts) else ""
-    return _safe(flags + ("^" if start else "") + body + ("\\z" if end else ""))
+def glob_re(m: Match) -> str:
+    """A GLOB as a Java regex for match() on the lower-cased text unless cased."""
+    return _safe(java_regex(glob_regex(m.value, fold=None if m.cased else _lowered), "pipesearch"))
 
 
-# --- RE2 (the evaluator's flavour) in java.util.regex syntax ----------------------------------
-# RE2 \s is [\t\n\f\r ] and its \d \w \b are ASCII; `$` (without m) is the very end; `.` stops
-# only at \n; (?i) folds Unicode; `[` `&&` inside a class are literal; `{` that is no
-# repetition is literal. Java differs on each (https://docs.oracle.com/javase/8/docs/api/java/util/regex/Pattern.html),
-# so each is spelled out. Constructs without a Java twin raise Unsupported.
-_ESC = re.compile(r"\\(?:x\{[0-9A-Fa-f]+\}|x[0-9A-Fa-f]{2}|[0-7]{1,3}|[pP](?:\{[^}]*\}|.)|.)", re.DOTALL)
-_REPEAT = re.compile(r"\{(\d+)(,(\d*))?\}")
-_GROUP = re.compile(r"\((\?(P?<[A-Za-z0-9_]+>|[imsU-]*:?|))")
-_POSIX = re.compile(r"\[:(\^?)([a-z]+):\]")
-_POSIX_JAVA = {"alnum": "Alnum", "alpha": "Alpha", "ascii": "ASCII", "blank": "Blank", "cntrl": "Cntrl",
-               "digit": "Digit", "graph": "Graph", "lower": "Lower", "print": "Print", "punct": "Punct",
-               "space": "Space", "upper": "Upper", "xdigit": "XDigit"}
-_SPACE = "\\t\\n\\f\\r "
-_WORD_EDGE = {"\\b": "(?:(?<=\\w)(?!\\w)|(?<!\\w)(?=\\w))", "\\B": "(?:(?<=\\w)(?=\\w)|(?<!\\w)(?!\\w))"}
-
-
-def java_regex(pattern: str) -> str:
-    out, i, in_class, dot = [], 0, False, False
-    stack, multiline = [], False          # flag m per open group; `^`/`$` depend on it
-    fold = False
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\":
-            tok = _ESC.match(pattern, i).group()
-            i += len(tok)
-            if tok == "\\Q":                       # \Q...\E: literal text up to \E or the end
-                end = pattern.find("\\E", i)
-                end = len(pattern) if end < 0 else end
-                out.append("".join(_char(c) for c in pattern[i:end]))   # `\Qab\E+` repeats b
-                i = end + 2
-                continue
-            out.append(_escape(tok, in_class))
-            continue
-        if in_class:
-            posix = _POSIX.match(pattern, i)
-            if posix:
-                if posix.group(2) not in _POSIX_JAVA and posix.group(2) != "word":
-                    raise Unsupported(f"pipesearch: unknown class {posix.group()}", kind="regex")
-                if fold and posix.group(2) in ("lower", "upper"):
-                    raise Unsupported("pipesearch: [[:lower:]]/[[:upper:]] under (?i) differ in Java", kind="regex")
-                name = "w" if posix.group(2) == "word" else "p{" + _POSIX_JAVA[posix.group(2)] + "}"
-                out.append("\\" + (name.upper() if posix.group(1) and name == "w" else
-                                   ("P" + name[1:] if posix.group(1) else name)))
-                i = posix.end()
-                continue
-            if c == "]":
-                in_class = False
-                out.append(c)
-            else:
-                out.append("\\" + c if c in "[&" else _char(c) if not c.isascii() or not c.isprintable() else c)
-            i += 1
-            continue
-        if c == "[":
-            in_class = True
-            out.append(c)
-            i += 1
-            if pattern.startswith("^", i):
-                out.append("^")
-                i += 1
-            if pattern.startswith("]", i):
-                out.append("\\]")
-                i += 1
-            continue
-        if c == "(":
-            g = _GROUP.match(pattern, i)
-            spec = g.group(1) if g else ""
-            i += len(spec) + 1
-            if spec[1:2] in ("<", "P"):
-                spec = ""                           # a named group: the name is never used
-            flags = spec[1:].rstrip(":")
-            if "U" in flags:
-                raise Unsupported("pipesearch: (?U) (ungreedy) has no Java equivalent", kind="regex")
-            scoped = not spec or spec.endswith(":")
-            if scoped:
-                stack.append((multiline, fold))
-            on, _, off = flags.partition("-")
-            multiline = ("m" in on or multiline) and "m" not in off
-            fold = ("i" in on or fold) and "i" not in off
-            on, off = on.replace("m", "").replace("i", "iu"), off.replace("m", "")
-            java = on + ("-" + off if off else "")
-            if not spec:
-                out.append("(")
-            elif scoped:
-                out.append(f"(?{java}:")
-            else:
-                i += 1                              # the `)` closing (?flags)
-                if java:
-                    out.append(f"(?{java})")
-            continue
-        if c == ")":
-            if stack:
-                multiline, fold = stack.pop()
-            out.append(c)
-        elif c == "{":
-            rep = _REPEAT.match(pattern, i)
-            if rep and (rep.group(3) is None or rep.group(3) == "" or int(rep.group(1)) <= int(rep.group(3))):
-                out.append(rep.group())
-                i += len(rep.group())
-                continue
-            out.append("\\{")
-        elif c == ".":
-            dot = True
-            out.append(c)
-        elif c == "^":
-            out.append("(?:^|(?<=\\n))" if multiline else "^")
-        elif c == "$":
-            out.append("(?=\\n|\\z)" if multiline else "\\z")
-        else:
-            out.append(_char(c) if c == "}" or not c.isascii() or not c.isprintable() else c)
-        i += 1
-    # (?d): only \n ends a line for `.`, as in RE2 (Java also stops at \r, \u0085, \u2028, \u2029).
-    java = "".join(out)
-    if dot:
-        lead = re.match(r"\(\?([a-z]+)\)", java)
-        java = f"(?d{lead.group(1)}){java[lead.end():]}" if lead else "(?d)" + java
-    return _safe(java)
-
-
-def _escape(tok: str, in_class: bool) -> str:
-    body = tok[1:]
-    if body in ("s", "S"):
-        if body == "s":
-            return _SPACE if in_class else f"[{_SPACE}]"
-        return "\\S\\x0B" if in_class else "[\\S\\x0B]"   # Java's \s also holds \x0B
-    if body in ("b", "B"):
-        return "\\x08" if in_class and body == "b" else _WORD_EDGE[tok]
-    if body == "v":
-        return "\\x0B"                   # Java \v is a class of vertical spaces
-    if body == "z" or body == "A":
-        return tok
-    if body[:1] in ("p", "P", "C", "Q", "E") or body == "K":
-        raise Unsupported(f"pipesearch: {tok} in a regex has no exact Java equivalent", kind="regex")
-    if body[:1].isdigit():
-        return f"\\x{{{int(body, 8):x}}}"   # RE2 octal; Java reads \1 as a back-reference
-    if body[:1] == "x":
-        return tok
-    if len(body) == 1 and not body.isascii():
-        return _char(body)
-    if body in '"#':
-        return body
-    if body.isalnum() and body not in "dDwWtnfrax" :
-        raise Unsupported(f"pipesearch: {tok} in a regex has no exact Java equivalent", kind="regex")
-    return tok
+def java_re(pattern: str) -> str:
+    """An RE2 pattern for match(), which is java.util.regex (regex.java_regex), fit for a literal."""
+    return _safe(java_regex(pattern, "pipesearch"))

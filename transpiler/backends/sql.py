@@ -22,11 +22,12 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import TranspileError, Unsupported
-from ..evaluate import text
-from ..mapping import builtin_mappings, load_mapping_file
+from ..evaluate import ISO_8601, fold, text
+from ..mapping import builtin_mappings
 from ..nodes import Match, Not, Op, Or, Wild
+from ..regex import java_regex
 from ..resources import resource_dir
-from .base import Backend
+from .base import Backend, covers_ipv4_mapped
 
 # Reserved words of Trino (https://trino.io/docs/current/language/reserved.html), Athena
 # (https://docs.aws.amazon.com/athena/latest/ug/reserved-words.html) and DuckDB
@@ -51,31 +52,20 @@ _PLAIN_JSON_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 # Text the evaluator reads as a number (evaluate.number): no NaN, Infinity, hex or digit
 # groups, which the engines' casts to DOUBLE would also accept.
-NUMBER = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
+# The blanks are spelled out: Trino's \s would also take \x0B.
+NUMBER = r"^[\t\n\f\r ]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?[\t\n\f\r ]*$"
 # An IPv4 address as Python's ipaddress accepts it: a dotted quad without leading zeros.
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 IPV4 = rf"^{_OCTET}(\.{_OCTET}){{3}}$"
-# ISO-8601 text as Python's datetime.fromisoformat reads it (the evaluator's timestamp(), after
-# its Z -> +00:00): an extended or basic date, then optionally any one character, a time
-# (HH, HH:MM, HH:MM:SS or HHMM, HHMMSS), a fraction and an offset under 24 hours. Week and
-# ordinal dates are not included. ISO_PARTS captures year, month, day, hour, minute, second.
-ISO_TIME = (r"^\s*([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{8})((?s:.)([0-9]{2}(:[0-9]{2}(:[0-9]{2})?)?|[0-9]{4}([0-9]{2})?)"
-            r"([.,][0-9]+)?([+-]([01][0-9]|2[0-3])(:?[0-5][0-9](:?[0-5][0-9]([.,][0-9]+)?)?)?)?)?\s*$")
-ISO_PARTS = r"^\s*([0-9]{4})-?([0-9]{2})-?([0-9]{2})(?:(?s:.)([0-9]{2}):?([0-9]{2})?:?([0-9]{2})?)?(?s:.*)$"
+# What a time is (evaluate.ISO_8601): time parts and correlations read texts of that grammar,
+# as the evaluator does. Groups: date, clock with seconds, fraction, shorter clock, sign, offset.
+INSTANT = ISO_8601
 
-# An event's time for correlations, read as correlation.event_time reads it (Python's
-# fromisoformat after str.strip() and Z -> +00:00) in the ISO forms: between any whitespace
-# str.strip() removes, a date YYYY-MM-DD or YYYYMMDD (year 0001 on), then optionally any one
-# character and a clock hh, hh:mm, hh:mm:ss, hhmm or hhmmss, a fraction ([.,] digits: six are
-# read, more ignored) and an offset [+-] clock (hours under 24, minutes and seconds under 60)
-# [fraction]. Groups: date, clock, fraction, sign, offset, offset fraction. Python also reads
-# week dates, offset minutes over 59 and a stray character before an offset: SQL does not.
-_PY_SPACE = r"[\t-\r\x1c-\x1f\x{85}\pZ]"     # exactly str.isspace()
-_YEAR = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"
-_CLOCK = r"[0-9]{2}(?::[0-9]{2}(?::[0-9]{2})?|[0-9]{2}(?:[0-9]{2})?)?"
-_OFFSET = r"(?:[01][0-9]|2[0-3])(?::[0-5][0-9](?::[0-5][0-9])?|[0-5][0-9](?:[0-5][0-9])?)?"
-INSTANT = (rf"^{_PY_SPACE}*({_YEAR}(?:-[0-9]{{2}}-[0-9]{{2}}|[0-9]{{4}}))(?:(?s:.)({_CLOCK})(?:[.,]([0-9]+))?"
-           rf"(?:([+-])({_OFFSET})(?:[.,]([0-9]+))?)?)?{_PY_SPACE}*$")
+
+# Lists inside JSON text are entered this deep at each key (the evaluator: at any depth), and a
+# field may have this many keys inside a JSON column (every split of them is a literal key).
+JSON_LIST_DEPTH = 2
+MAX_JSON_KEYS = 8
 
 
 @dataclass(frozen=True)
@@ -83,7 +73,9 @@ class Place:
     """Where a field's values are, in the dialect's words, for the templates.
 
     kind  value: `expr` is the value (a column or struct path), `type` its column type;
-          json:  a key inside JSON text: `expr` the column, `path` the JSON path literal;
+          json:  a key inside JSON text: `expr` the column, `keys` the key path in it, `path`
+                 its JSON path literal (None where the dialect cannot write one): `values`
+                 is the list of the field's values there, as the evaluator finds them;
           list:  any element of the list `expr` counts; `item` is one element's value,
                  written with the lambda variable; `dense` lists hold no nulls and are
                  NULL rather than empty, so `expr IS NOT NULL` says the field exists.
@@ -95,6 +87,8 @@ class Place:
     item: str = ""
     type: str = "string"
     dense: bool = False
+    keys: tuple = ()
+    values: str = ""
 
 
 class _Macros:
@@ -149,8 +143,8 @@ class Sql(Backend):
             return self.leaf(query.op.value, query)
         if isinstance(query, Not):
             arg = query.arg
-            if isinstance(arg, Match) and arg.op in (Op.EXISTS, Op.NULL):   # not exists = null
-                return self.leaf("exists", Match(arg.field, Op.EXISTS, arg.op is Op.NULL))
+            if isinstance(arg, Match) and arg.op in (Op.EXISTS, Op.NULL):   # never NULL: the opposite test
+                return self.leaf("exists", Match(arg.field, Op.EXISTS, arg.op is Op.NULL or not arg.value))
             if isinstance(arg, Not):   # NULL where the inner test is NULL: "no match", as not-not
                 return self.render(arg.arg, parent)
             return self.macros.not_(self.render(arg))   # inside COALESCE(): no parentheses
@@ -176,7 +170,7 @@ class Sql(Backend):
         else:
             p = self.place(m[0].field if isinstance(m, tuple) else m.field)
             if p.kind == "json":
-                done = macro(m, d.json_scalar(p.expr, p.path))
+                done = d.any_(p.values, "x", macro(m, d.json_text("x")))
             else:
                 x = p.item if p.kind == "list" else p.expr
                 x = x if p.type in ("string", "json") else d.text(x, p.type)
@@ -217,7 +211,7 @@ class Sql(Backend):
         """An Or's children, equalities on one field (numbers too) folded into one in_()."""
         def key(a):
             if isinstance(a, Match) and a.op is Op.EQ:
-                return "in_", a.field, a.cased and isinstance(a.value, str)
+                return "in_", a.field, a.cased
             return None
         return self.fold_or(args, key, lambda k, group: self.leaf("in_", tuple(group)))
 
@@ -225,8 +219,7 @@ class Sql(Backend):
         return self.qualified(super().table())
 
     def template_globals(self) -> dict:
-        return {"NUMBER": NUMBER, "IPV4": IPV4, "ISO_TIME": ISO_TIME, "ISO_PARTS": ISO_PARTS,
-                "INSTANT": INSTANT}
+        return {"NUMBER": NUMBER, "IPV4": IPV4, "INSTANT": INSTANT}
 
     def filters(self) -> dict:
         return {"lit": literal, "like": like_pattern, "needle": needle, "folds": folds,
@@ -254,11 +247,43 @@ class Sql(Backend):
             return Place("list", self.qualified(target.column), item=self.qualified(f"{var}.{target.element}"),
                          type=target.type)
         if target.json_path:
-            return Place("json", self.qualified(target.column), path=literal(self.json_path(target.json_path)))
+            column, keys = self.qualified(target.column), target.json_path
+            try:
+                path = literal(self.json_path(keys))
+            except Unsupported:
+                path = None
+            return Place("json", column, path=path, keys=keys, values=self.json_values(column, keys))
         return Place("value", self.qualified(target.column), type=target.type)
 
     def json_path(self, keys) -> str:
         raise NotImplementedError
+
+    def json_values(self, column: str, keys) -> str:
+        """The values of the field `keys` inside the JSON text `column`, as the evaluator finds
+        them (evaluate.field_values): a key is also a literal dotted key (requestParameters'
+        "a.b" answers a.b), and lists are entered, here up to JSON_LIST_DEPTH deep at each key;
+        JSON nulls are no values. A list of JSON items, which dialect.json_text reads."""
+        if len(keys) > MAX_JSON_KEYS:
+            raise Unsupported(f"{self.name}: {'.'.join(keys)} has more than {MAX_JSON_KEYS} keys inside "
+                              f"{column}", kind="json")
+        d = self.macros
+
+        def entered(seq):
+            for _ in range(JSON_LIST_DEPTH):
+                seq = d.json_unwrap(seq)
+            return seq
+
+        # found[j]: the items that keys[:j] lead to, by any split of them into literal keys;
+        # each one is named once (s0, s1, ...) and the later ones refer to it.
+        names = [f"s{j}" for j in range(len(keys))]
+        found = [entered(d.json_root(column))]
+        ref = (lambda i: names[i]) if len(keys) > 1 else (lambda i: found[0])
+        for j in range(1, len(keys) + 1):
+            found.append(d.json_concat([entered(d.json_member(ref(i), ".".join(keys[i:j]))) for i in range(j)]))
+        text = d.json_values(found[-1])
+        for j in reversed(range(1, len(keys))):
+            text = d.bind(found[j], names[j], text)
+        return d.bind(found[0], names[0], text) if len(keys) > 1 else text
 
     @staticmethod
     def qualified(dotted: str) -> str:
@@ -269,7 +294,8 @@ class Athena(Sql):
     name = "athena"
 
     def filters(self) -> dict:
-        return {**super().filters(), "regex": java_regex}
+        # Trino compiles patterns with Joni in its Java syntax: regex.java_regex spells RE2's meaning.
+        return {**super().filters(), "regex": lambda p: java_regex(p, "athena"), "mapped": covers_ipv4_mapped}
 
     def json_path(self, keys) -> str:
         # Trino's JSONPath for json_extract*: $.key for letters and digits, $["key"] for any
@@ -291,7 +317,8 @@ class DuckDB(Sql):
 
     def filters(self) -> dict:
         # DuckDB's regexp_matches is RE2 with RE2's defaults, like the evaluator (regex.py).
-        return {**super().filters(), "ipv4_range": ipv4_range, "regex": str}
+        return {**super().filters(), "ipv4_range": ipv4_range, "regex": str,
+                "pointer": lambda key: "/" + key.replace("~", "~0").replace("/", "~1")}
 
     def json_path(self, keys) -> str:
         # $.key, $."any key" without `"` or backslash; else a JSON Pointer, which spells any
@@ -344,16 +371,14 @@ def like_pattern(m: Match) -> str:
         elif p is Wild.ONE:
             out.append("_")
         else:
-            out.append(_like_escape(p if m.cased else p.lower()))
+            out.append(_like_escape(p if m.cased else fold(p)))
     return "".join(out)
 
 
 def needle(m: Match) -> str:
-    """What an eq Match compares with: its text form, lower-cased unless cased (numbers and
-    booleans compare by text form, case-insensitively, like the evaluator)."""
-    if isinstance(m.value, str):
-        return m.value if m.cased else m.value.lower()
-    return text(m.value).lower()
+    """What an eq Match compares with: its text form (numbers and booleans too, like the
+    evaluator), lower-cased unless cased."""
+    return text(m.value) if m.cased else fold(text(m.value))
 
 
 def folds(ms) -> bool:
@@ -364,84 +389,13 @@ def folds(ms) -> bool:
 
 
 def _folds(m: Match) -> bool:
-    if m.cased and (m.op is not Op.EQ or isinstance(m.value, str)):   # numbers ignore cased
+    if m.cased:
         return False
     if m.op is Op.GLOB:
         value = "".join(p for p in m.value if isinstance(p, str))
     else:
         value = m.value if isinstance(m.value, str) else text(m.value)
     return not (value.isascii() and value.lower() == value.upper())
-
-
-# RE2 (the evaluator's regex engine) -> Trino's Java pattern syntax with the same meaning
-# (https://trino.io/docs/current/functions/regexp.html: Java syntax; (?i) is Unicode-aware;
-# with (?m) only a line feed ends a line; (?u) and (?d) are refused).
-_RE_TOKEN = re.compile(r"\\(?:Q.*?(?:\\E|\Z)|[pP](?:\{[^}]*\}|.)|x(?:\{[^}]*\}|[0-9A-Fa-f]{2})|[0-7]{1,3}|.)",
-                       re.DOTALL)
-_RE_FLAGS = re.compile(r"\(\?([a-zA-Z-]*)[:)]")
-_RE_REPEAT = re.compile(r"\{\d+(,\d*)?\}")
-_JAVA_ESCAPES = {
-    "\\s": "[\\t\\n\\f\\r ]", "\\S": "[^\\t\\n\\f\\r ]",   # Java's \s also takes \x0B
-    "\\v": "\\x0B",                                         # Java's \v is any vertical space
-}
-
-
-def java_regex(p: str) -> str:
-    r"""An RE2 pattern in Java syntax: \s and \v spelled out, `$` (without (?m)) as \z since
-    Java's also matches before a final line break, octal escapes as \x{..} (Java reads \1
-    as a back-reference), `[` and `&` escaped inside classes (Java nests and intersects),
-    a `{` that starts no repetition escaped, (?P<name> as (?<name>."""
-    lead = _RE_FLAGS.match(p)
-    multiline = bool(lead and lead.group(0).endswith(")") and "m" in lead.group(1))
-    out, i, in_class = [], 0, False
-    while i < len(p):
-        c = p[i]
-        if c == "\\":
-            token = _RE_TOKEN.match(p, i)
-            if token is None:
-                raise Unsupported("athena: the regex ends with a lone backslash", kind="regex")
-            tok = token.group()
-            i += len(tok)
-            if tok == "\\C" or (in_class and tok[:2] in ("\\Q", "\\S")):
-                raise Unsupported(f"athena: {tok[:2]} in this place of a regex has no Java equivalent", kind="regex")
-            if in_class and tok == "\\s":
-                out.append("\\t\\n\\f\\r ")
-            elif tok[1:].isdigit():
-                out.append(f"\\x{{{int(tok[1:], 8):x}}}")
-            else:
-                out.append(_JAVA_ESCAPES.get(tok, tok))
-            continue
-        if in_class:
-            if p.startswith("[:", i):
-                raise Unsupported("athena: POSIX classes such as [:alpha:] are not Java regex syntax", kind="regex")
-            in_class = c != "]"
-            out.append("\\[" if c == "[" else "\\&" if c == "&" else c)
-            i += 1
-            continue
-        if c == "[":
-            in_class = True
-            out.append(c)
-            i += 1
-            for lead_char in ("^", "]"):
-                if p.startswith(lead_char, i):
-                    out.append(lead_char if lead_char == "^" else "\\]")
-                    i += 1
-            continue
-        flags = _RE_FLAGS.match(p, i) if c == "(" else None
-        if flags:
-            if "U" in flags.group(1) or ("m" in flags.group(1) and i > 0):
-                raise Unsupported(f"athena: the regex flags {flags.group(0)!r} have no Java equivalent here",
-                                  kind="regex")
-        if p.startswith("(?P<", i):
-            out.append("(?<")
-            i += 4
-            continue
-        if c == "{" and not _RE_REPEAT.match(p, i):   # RE2 reads a `{` that is no repetition as itself
-            out.append("\\{")
-        else:
-            out.append("\\z" if c == "$" and not multiline else c)
-        i += 1
-    return "".join(out)
 
 
 def ipv4_range(network: str) -> tuple[int, int]:

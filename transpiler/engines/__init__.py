@@ -12,6 +12,16 @@ duckdb-kql) and must give the same answer or refuse the rule.
         outcome = engine.run(rules, events)
         outcome.matches[0]      # sorted positions in `events` that rules[0] selects
 
+Events are a list of dicts (an event is named by its position) or Files: log files read by
+the engine itself (DuckDB parses them without building Python objects), an event named by
+key(file no, position in the file), optionally counting each CloudTrail eventID once. A
+caller with other work meanwhile calls load(source) first (DuckDB reads the files on its own
+thread) and passes what it returns to run(); load() returns a context manager that frees the
+engine's resources and stops its threads, also when interrupted.
+
+plan() decides what to run of the rules loaded (filters applied, correlations resolved, the
+rules a correlation hides); a command is then that plan, one run() and its output.
+
 An explicit table of engines, no plugin discovery: add a line to add an engine.
 """
 from __future__ import annotations
@@ -19,35 +29,153 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import import_module
 
+from .. import correlation
+from ..errors import TranspileError
+from ..events import MAX_EVENT_BYTES, event_files
+
 ENGINES = {
     # name -> "module:Class"; each module imports its heavy dependencies (duckdb, ...) itself,
     # so that listing or choosing an engine never needs them.
+    "athena": "transpiler.engines.athena:Athena",
+    "kql": "transpiler.engines.kql:Kql",
+    "evaluator": "transpiler.engines.evaluator:Evaluator",
+    "duckdb": "transpiler.engines.duckdb:DuckDB",
+    "pipesearch": "transpiler.engines.pipesearch:PipeSearch",
 }
+
+_FILE_BITS = 32     # key = file no << 32 | position: in file order, positions up to 4 billion
+
+
+def key(file_no: int, index: int) -> int:
+    return file_no << _FILE_BITS | index
+
+
+def place(event_key: int) -> tuple[int, int]:
+    """(file no, position in the file) of an event key."""
+    return event_key >> _FILE_BITS, event_key & ((1 << _FILE_BITS) - 1)
+
+
+@dataclass(frozen=True)
+class Files:
+    """Event files as a source, read in the order given (events.event_files expands folders),
+    as events.py reads them (at most max_bytes of JSON each). dedupe: a record whose eventID
+    an earlier record has is left out (CloudTrail delivers records at least once, so the same
+    record may sit in several files)."""
+
+    paths: tuple
+    dedupe: bool = False
+    max_bytes: int = MAX_EVENT_BYTES
+
+    @classmethod
+    def under(cls, paths, dedupe: bool = False, max_bytes: int = MAX_EVENT_BYTES) -> "Files":
+        return cls(tuple(event_files(paths)), dedupe, max_bytes)
+
+
+@dataclass
+class Read:
+    """What an engine read of its events."""
+
+    files: list = field(default_factory=list)       # str paths; place(key)[0] indexes it
+    errors: list = field(default_factory=list)      # EventsError per file that could not be read
+    records: int = 0                                # records read, duplicates included
+    duplicates: int = 0                             # records left out: an earlier one had their eventID
 
 
 @dataclass
 class Outcome:
-    """What an engine found. Rules and events are named by their position in the lists given."""
+    """What an engine found. Rules and correlations are named by their position in the lists
+    given, events by their position in the list or their key (Files)."""
 
     matches: dict = field(default_factory=dict)    # rule no -> sorted event nos it selects
     alerts: list = field(default_factory=list)     # correlation.Alert, for the correlations given
     refused: dict = field(default_factory=dict)    # rule no (or "c<no>" for a correlation) -> reason
+    failed: dict = field(default_factory=dict)     # the same -> error: accepted, but running it failed
+    fallback: dict = field(default_factory=dict)   # the same -> why it ran on the evaluator (fallback=True)
+    undecided: dict = field(default_factory=dict)  # rule no -> event nos the engine cannot represent
+    rows: dict = field(default_factory=dict)       # event -> {path: value} of `show`, for selected events
+    read: Read = field(default_factory=Read)
+    stats: dict = field(default_factory=dict)      # engine-specific counts (e.g. rules run as SQL)
+    phases: dict = field(default_factory=dict)     # seconds per step
+
+
+class Loaded:
+    """Events as an engine holds them after load(); closing frees them."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class Engine:
-    """Base of every engine. A subclass sets `name` and implements run()."""
+    """Base of every engine. A subclass sets `name` and implements run().
+
+    Options every engine takes: time_field, the field holding an event's time for
+    correlations; fallback, for `hunt`: a rule or correlation the engine cannot run (or whose
+    run fails) runs on the evaluator instead and is listed in Outcome.fallback, rather than
+    being refused or failed."""
 
     name = ""
+
+    def __init__(self, time_field: str | None = "eventTime", fallback: bool = False):
+        self.time_field = time_field
+        self.fallback = fallback
 
     def unavailable(self) -> str | None:
         """Why this engine cannot run here (a missing package or tool), or None."""
         return None
 
-    def run(self, rules, events, correlations=()) -> Outcome:
+    def load(self, source, progress=None) -> Loaded:
+        """Start reading `source` (a list of dicts or Files); run() takes what this returns."""
+        return Loaded(source)
+
+    def run(self, rules, events, correlations=(), show=(), progress=None) -> Outcome:
         """Run `rules` (rule.Rule with a query) and `correlations` (correlation.Correlation over
-        those rules) over `events` (a list of dicts). A rule the engine's backend refuses is in
-        `refused` with the reason and has no entry in `matches`."""
+        those rules) over `events` (a list of dicts, Files, or what load() returned). A rule
+        the engine's backend refuses is in `refused` with the reason and has no entry in
+        `matches`. `show`: column paths of the CloudTrail table (cloudtrail.SCHEMA: `eventid`,
+        `useridentity.arn`) to report in Outcome.rows for every event a rule selects, as that
+        table holds them (cloudtrail.values).
+        progress(label, done, total) follows the slow steps."""
         raise NotImplementedError
+
+
+@dataclass
+class Plan:
+    """What to run of the rules loaded: `match`, `hunt` and `test` plan alike."""
+
+    rules: list                  # detection rules, filters applied; the correlations' rules included
+    shown: set                   # ids of those that report their own matches (not generate: false)
+    correlations: list           # correlation.Correlation over those rules
+    skipped: int = 0             # rules and correlations `keep` left out
+    errors: list = field(default_factory=list)    # TranspileError: loading, filters, correlations
+
+    def failures(self, outcome: Outcome) -> list:
+        """The rules and correlations an engine accepted but failed to run, as errors."""
+        out = []
+        for n, reason in outcome.failed.items():
+            owner = self.correlations[int(n[1:])].rule if isinstance(n, str) else self.rules[n]
+            out.append(TranspileError(reason, path=owner.label, kind="internal"))
+        return out
+
+
+def plan(rules, errors=(), keep=None) -> Plan:
+    """Filters applied and correlations resolved (correlation.resolve); only the detection rules
+    `keep(rule)` accepts (all by default) and the correlations over them alone."""
+    correlations, detections, resolve_errors = correlation.resolve(rules)
+    run = [r for r in detections if r.query is not None and (keep is None or keep(r))]
+    ids = {id(r) for r in run}
+    kept = [c for c in correlations if all(id(b) in ids for b in c.rules)]
+    skipped = len(detections) - len(run) + len(correlations) - len(kept)
+    shown = {id(r) for r in correlation.standalone(run, correlations)}
+    return Plan(run, shown, kept, skipped, list(errors) + list(resolve_errors))
 
 
 def get(name: str):
@@ -57,3 +185,10 @@ def get(name: str):
     except KeyError:
         raise KeyError(f"unknown engine {name!r}; known: {', '.join(sorted(ENGINES))}") from None
     return getattr(import_module(module), cls)
+
+
+def loaded(engine: Engine, events):
+    """`events` as the engine's Loaded, and whether the caller must close it."""
+    if isinstance(events, Loaded):
+        return events, False
+    return engine.load(events), True

@@ -1,4 +1,4 @@
-// Sigma rule catalog: filtering on the index page and copy buttons on rule pages.
+// Sigma rule catalog: filtering and sorting on the index page, copy buttons on rule pages.
 // Plain script, no libraries; the data is in the page, so it works from the file system.
 (function () {
   "use strict";
@@ -16,24 +16,62 @@
     return out;
   }
 
+  var LEVELS = ["critical", "high", "medium", "low", "informational", ""];
+  var STATUSES = ["stable", "test", "experimental", "deprecated", "unsupported", ""];
+
+  function rank(list, value) {
+    var i = list.indexOf(value);
+    return i < 0 ? list.length - 1 : i;
+  }
+
+  // Sort keys: a row's value for a column, compared as numbers or as text.
+  var SORT_KEYS = {
+    title: function (d) { return d.title; },
+    level: function (d) { return rank(LEVELS, d.level); },
+    status: function (d) { return rank(STATUSES, d.status); },
+    logsource: function (d) { return d.logsource; },
+    queries: function (d) { return -Number(d.queries); }
+  };
+
   function setupIndex(table) {
-    var ids = ["q", "level", "tactic", "logsource", "event"];
+    var ids = ["q", "level", "status", "tactic", "logsource", "event"];
     var fields = {};
     ids.forEach(function (id) { fields[id] = document.getElementById(id); });
-    var rows = Array.prototype.slice.call(table.tBodies[0].rows);
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
     var shown = document.getElementById("shown");
     var none = document.getElementById("none");
+    var buttons = Array.prototype.slice.call(table.querySelectorAll("button.sort"));
+    var sort = "title";
     var given = params();
     ids.forEach(function (id) { if (given[id] !== undefined) fields[id].value = given[id]; });
+    if (given.sort && SORT_KEYS[given.sort.replace(/^-/, "")]) sort = given.sort;
+
+    function order() {
+      var key = sort.replace(/^-/, ""), sign = sort.charAt(0) === "-" ? -1 : 1, get = SORT_KEYS[key];
+      var sorted = rows.slice().sort(function (a, b) {
+        var x = get(a.dataset), y = get(b.dataset);
+        if (x < y) return -sign;
+        if (x > y) return sign;
+        return a.dataset.title < b.dataset.title ? -1 : a.dataset.title > b.dataset.title ? 1 : 0;
+      });
+      sorted.forEach(function (row) { body.appendChild(row); });
+      buttons.forEach(function (b) {
+        var th = b.parentNode;
+        if (b.getAttribute("data-sort") === key) th.setAttribute("aria-sort", sign > 0 ? "ascending" : "descending");
+        else th.removeAttribute("aria-sort");
+      });
+    }
 
     function apply() {
       var words = fields.q.value.toLowerCase().split(/\s+/).filter(Boolean);
-      var level = fields.level.value, tactic = fields.tactic.value, logsource = fields.logsource.value;
+      var level = fields.level.value, status = fields.status.value, tactic = fields.tactic.value;
+      var logsource = fields.logsource.value;
       var event = fields.event.value.trim().toLowerCase();
       var count = 0;
       rows.forEach(function (row) {
         var d = row.dataset;
-        var ok = (!level || d.level === level) &&
+        var ok = (!level || d.level === level) && (!status || d.status === status) &&
           (!tactic || (" " + d.tactics + " ").indexOf(" " + tactic + " ") >= 0) &&
           (!logsource || d.logsource === logsource) &&
           (!event || d.events.split("|").some(function (e) {
@@ -45,7 +83,9 @@
       shown.textContent = count;
       none.hidden = count > 0;
       var state = ids.filter(function (id) { return fields[id].value; })
-        .map(function (id) { return id + "=" + encodeURIComponent(fields[id].value); }).join("&");
+        .map(function (id) { return id + "=" + encodeURIComponent(fields[id].value); });
+      if (sort !== "title") state.push("sort=" + encodeURIComponent(sort));
+      state = state.join("&");
       if (("#" + state) !== location.hash && !(state === "" && location.hash === "")) {
         try { history.replaceState(null, "", state ? "#" + state : location.pathname); }
         catch (e) { /* some browsers refuse replaceState on file: URLs; the filter still works */ }
@@ -55,11 +95,22 @@
       fields[id].addEventListener("input", apply);
       fields[id].addEventListener("change", apply);
     });
+    buttons.forEach(function (b) {
+      b.addEventListener("click", function () {
+        var key = b.getAttribute("data-sort");
+        sort = sort === key ? "-" + key : key;
+        order();
+        apply();
+      });
+    });
     window.addEventListener("hashchange", function () {
       var p = params();
       ids.forEach(function (id) { fields[id].value = p[id] || ""; });
+      sort = p.sort && SORT_KEYS[p.sort.replace(/^-/, "")] ? p.sort : "title";
+      order();
       apply();
     });
+    order();
     apply();
   }
 

@@ -1,4 +1,4 @@
-// The Java primitives a Logpresso search relies on, for tests/pipesearch_engine.py: regex
+// The Java primitives a Logpresso search relies on, for transpiler/engines/pipesearch.py: regex
 // find() (java.util.regex, as the match() function), String.toLowerCase() (lower()),
 // Double.parseDouble() (double()) and Double.toString() (toString of a double value).
 // One request per line: OP <tab> base64(arg) [<tab> base64(arg)]; one answer line each.

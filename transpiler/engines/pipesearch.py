@@ -1,15 +1,20 @@
-"""A small Logpresso search-expression interpreter for the pipesearch tests.
+"""The pipe-search (Logpresso-style) queries, run: an interpreter of the `search` expressions
+the backend writes, as an engine.
 
 There is no Logpresso engine here, so this reads the `search` expressions the backend writes
 the way the Araqne LogDB source (the engine Logpresso grew from; shared/research/logpresso.md
-[S]) reads them, and runs them on rows made from the golden-case events:
+[S]) reads them, and runs them on rows made from the events:
 - the parser's text rewrites (NFC, look-alike characters, tabs, line breaks) must leave the
   query unchanged, and a string literal may only use the escapes \\ and \" (ExpressionParser);
 - precedence == > and > or; not() and the other functions as in query/expr/*.java, with
   their null rules (== false on null, not(null) null, `and` false on null, `or` skips it);
 - `==` against a string constant is In.StringMatcher: v*, *v, *v* and exact, case-sensitive;
   any other `*` placement is the legacy regex path, which the backend must never reach;
-- match(), lower() and double() run in a real JVM (tests/pipesearch/JavaOracle.java).
+- match(), lower() and double() run in a real JVM (JavaOracle.java, compiled with javac when
+  the engine first runs): the engine is unavailable without a JDK.
+
+A row holds one value per field (the mapping's columns): an event with a list on a field's
+path cannot be a row, and is left undecided for the rules that read that field.
 """
 from __future__ import annotations
 
@@ -21,10 +26,101 @@ import shutil
 import subprocess
 import tempfile
 import unicodedata
+import weakref
+from collections import Counter
 from pathlib import Path
 
-from transpiler.backends.pipesearch import _REWRITTEN
-from transpiler.evaluate import strings
+from .. import cloudtrail
+from ..backends.pipesearch import _REWRITTEN
+from ..backends.pipesearch import PipeSearch as PipeSearchBackend
+from ..errors import TranspileError
+from ..evaluate import strings
+from . import Engine, Files, Loaded, Outcome, Read
+from .evaluator import records
+
+
+class PipeSearch(Engine):
+    """The search expression of each rule's query, on a row per event; the JVM starts at the
+    first run and stops with close() (or at exit)."""
+
+    name = "pipesearch"
+
+    def __init__(self, time_field: str | None = "eventTime", fallback: bool = False, mapping_file=None):
+        super().__init__(time_field, fallback)
+        self.mapping_file = mapping_file
+        self._java = None
+
+    def unavailable(self) -> str | None:
+        if not Java.available():
+            return "no JDK: java and javac must be on PATH (match() and lower() run in a JVM)"
+        return None
+
+    def close(self):
+        if self._java is not None:
+            self._java.close()
+            self._java = None
+
+    def run(self, rules, events, correlations=(), show=(), progress=None) -> Outcome:
+        source = events.source if isinstance(events, Loaded) else events
+        out = Outcome()
+        if isinstance(source, Files):
+            numbered = list(records(source, out.read))
+        else:
+            numbered = list(enumerate(source))
+            out.read = Read(records=len(source))
+        if self._java is None:
+            self._java = Java()
+        interpreter = Interpreter(self._java)
+        backend = PipeSearchBackend(mapping_file=self.mapping_file)
+        reasons = Counter()
+        for n, rule in enumerate(rules):
+            if progress is not None:
+                progress("running rules", n + 1, len(rules))
+            try:
+                tree = parse(search_of(backend.convert(rule)))
+                mapping = backend.mapping_for(rule)
+            except TranspileError as e:
+                out.refused[n] = e.message
+                continue
+            except SyntaxError as e:
+                out.failed[n] = f"the search does not parse as Logpresso reads it: {e}"
+                continue
+            selected, undecided = [], []
+            try:
+                for k, event in numbered:
+                    try:
+                        if interpreter.passes(tree, Row(event, mapping)):
+                            selected.append(k)
+                    except NotRepresentable as e:
+                        undecided.append(k)
+                        reasons[str(e)] += 1
+            except (ValueError, TypeError, NameError, AssertionError) as e:
+                out.failed[n] = f"{type(e).__name__}: {e}"
+                continue
+            out.matches[n] = selected
+            if undecided:
+                out.undecided[n] = undecided
+        if reasons:
+            out.stats["undecided"] = dict(reasons)
+        for c_no, c in enumerate(correlations):
+            try:
+                backend.convert_correlation(c)
+            except TranspileError as e:
+                out.refused[f"c{c_no}"] = e.message
+            else:
+                out.refused[f"c{c_no}"] = "the pipe-search interpreter runs no correlation queries"
+        if show:
+            chosen = {k for ks in out.matches.values() for k in ks}
+            out.rows = {k: cloudtrail.values(e, show) for k, e in numbered if k in chosen}
+        return out
+
+
+def search_of(query: str) -> str:
+    """The expression of the query's `| search` line."""
+    lines = [line for line in query.splitlines() if line.startswith("| search ")]
+    if len(lines) != 1:
+        raise SyntaxError(f"{len(lines)} `| search` lines in the query")
+    return lines[0][len("| search "):]
 
 
 class NotRepresentable(Exception):
@@ -34,9 +130,14 @@ class NotRepresentable(Exception):
 # --- the JVM side ----------------------------------------------------------------------------
 
 class Java:
+    """JavaOracle.java, compiled into a temporary folder and run as one JVM; close() (or the
+    end of the process) stops it and removes the folder."""
+
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="pipesearch-java-")
-        src = Path(__file__).parent / "pipesearch" / "JavaOracle.java"
+        self.proc = None
+        self._stop = weakref.finalize(self, _stop_java, self)
+        src = Path(__file__).parent / "JavaOracle.java"
         subprocess.run(["javac", "-d", self.dir, str(src)], check=True, capture_output=True)
         self.proc = subprocess.Popen(["java", "-cp", self.dir, "JavaOracle"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, encoding="utf-8")
@@ -72,9 +173,14 @@ class Java:
         return base64.b64decode(self.call("dtoa", repr(x))).decode()
 
     def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self._stop()
+
+
+def _stop_java(java):
+    if java.proc is not None:
+        java.proc.stdin.close()
+        java.proc.wait()
+    shutil.rmtree(java.dir, ignore_errors=True)
 
 
 # --- text rewrites and tokens -------------------------------------------------------------------
@@ -217,7 +323,9 @@ def literals(tree) -> list:
 
 # --- evaluation --------------------------------------------------------------------------------
 
-class Engine:
+class Interpreter:
+    """Runs a parsed search expression on a Row; Java's own regex, lower() and double()."""
+
     def __init__(self, java: Java):
         self.java = java
 

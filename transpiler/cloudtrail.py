@@ -1,0 +1,139 @@
+"""AWS CloudTrail: the one description of its records as a table, and the policy for its logs.
+
+SCHEMA is the table AWS documents for Athena ("Create the table for CloudTrail logs in Athena
+using partition projection",
+https://docs.aws.amazon.com/athena/latest/ug/create-cloudtrail-table-partition-projection.html):
+(column, the record's key, type) per column, where a tuple type is a struct of those members
+and a one-item list a list of such structs. The SQL mapping (templates/sql/mappings/
+cloudtrail.yml) is tested against it, the DuckDB engine builds its table from it
+(duckdb_events), and record() shapes one event as that table holds it, which is how `hunt`
+shows an event whichever engine selected it.
+
+Log policy: CloudTrail-Digest files (hashes of the log files) hold no events; the event time is
+eventTime; records are delivered at least once, so a repeated eventID is the same record.
+"""
+from __future__ import annotations
+
+from .evaluate import text
+
+TEXT, JSON, MAP = "VARCHAR", "JSON", "MAP"
+
+_ISSUER = (("type", "type", TEXT), ("principalid", "principalId", TEXT), ("arn", "arn", TEXT),
+           ("accountid", "accountId", TEXT), ("username", "userName", TEXT))
+_USER_IDENTITY = (
+    ("type", "type", TEXT), ("principalid", "principalId", TEXT), ("arn", "arn", TEXT),
+    ("accountid", "accountId", TEXT), ("invokedby", "invokedBy", TEXT),
+    ("accesskeyid", "accessKeyId", TEXT), ("username", "userName", TEXT),
+    ("onbehalfof", "onBehalfOf", (("userid", "userId", TEXT), ("identitystorearn", "identityStoreArn", TEXT))),
+    ("sessioncontext", "sessionContext", (
+        ("attributes", "attributes", (("mfaauthenticated", "mfaAuthenticated", TEXT),
+                                      ("creationdate", "creationDate", TEXT))),
+        ("sessionissuer", "sessionIssuer", _ISSUER),
+        ("ec2roledelivery", "ec2RoleDelivery", TEXT),
+        ("webidfederationdata", "webIdFederationData", (("federatedprovider", "federatedProvider", TEXT),
+                                                        ("attributes", "attributes", MAP))),
+    )),
+)
+SCHEMA = (
+    ("eventversion", "eventVersion", TEXT),
+    ("useridentity", "userIdentity", _USER_IDENTITY),
+    ("eventtime", "eventTime", TEXT),
+    ("eventsource", "eventSource", TEXT),
+    ("eventname", "eventName", TEXT),
+    ("awsregion", "awsRegion", TEXT),
+    ("sourceipaddress", "sourceIPAddress", TEXT),
+    ("useragent", "userAgent", TEXT),
+    ("errorcode", "errorCode", TEXT),
+    ("errormessage", "errorMessage", TEXT),
+    ("requestparameters", "requestParameters", JSON),
+    ("responseelements", "responseElements", JSON),
+    ("additionaleventdata", "additionalEventData", JSON),
+    ("requestid", "requestID", TEXT),
+    ("eventid", "eventID", TEXT),
+    ("readonly", "readOnly", TEXT),
+    ("resources", "resources", [(("arn", "ARN", TEXT), ("accountid", "accountId", TEXT), ("type", "type", TEXT))]),
+    ("eventtype", "eventType", TEXT),
+    ("apiversion", "apiVersion", TEXT),
+    ("recipientaccountid", "recipientAccountId", TEXT),
+    ("serviceeventdetails", "serviceEventDetails", JSON),
+    ("sharedeventid", "sharedEventID", TEXT),
+    ("vpcendpointid", "vpcEndpointId", TEXT),
+    ("vpcendpointaccountid", "vpcEndpointAccountId", TEXT),
+    ("eventcategory", "eventCategory", TEXT),
+    ("addendum", "addendum", (("reason", "reason", TEXT), ("updatedfields", "updatedFields", TEXT),
+                              ("originalrequestid", "originalRequestId", TEXT),
+                              ("originaleventid", "originalEventId", TEXT))),
+    ("sessioncredentialfromconsole", "sessionCredentialFromConsole", TEXT),
+    ("edgedevicedetails", "edgeDeviceDetails", JSON),
+    ("tlsdetails", "tlsDetails", (("tlsversion", "tlsVersion", TEXT), ("ciphersuite", "cipherSuite", TEXT),
+                                  ("clientprovidedhostheader", "clientProvidedHostHeader", TEXT))),
+)
+TABLE = "cloudtrail_logs"
+LOGSOURCE = {"product": "aws", "service": "cloudtrail"}
+TIME_FIELD = "eventTime"
+DIGESTS = "CloudTrail-Digest"      # AWSLogs/<account>/CloudTrail-Digest/...: hashes, not events
+
+
+def record(event, spec=SCHEMA) -> dict | None:
+    """An event shaped as the table holds it: text for scalars (evaluate.text), JSON text for
+    JSON members, dicts for structs, a list of dicts for resources (an object is a list of
+    one); anything of the wrong shape is None."""
+    if not isinstance(event, dict):
+        return None
+    row = {}
+    for column, key, kind in spec:
+        value = event.get(key)
+        if isinstance(kind, tuple):
+            row[column] = record(value, kind)
+        elif isinstance(kind, list):
+            items = [value] if isinstance(value, dict) else value if isinstance(value, list) else None
+            row[column] = None if items is None else [record(i, kind[0]) for i in items if isinstance(i, dict)]
+        elif kind == MAP:
+            row[column] = ({k: text(v) for k, v in value.items() if v is not None}
+                           if isinstance(value, dict) else None)
+        else:
+            row[column] = None if value is None else text(value)
+    return row
+
+
+def columns(names) -> tuple:
+    """The part of SCHEMA with these top-level columns."""
+    return tuple(c for c in SCHEMA if c[0] in names)
+
+
+def values(event, paths) -> dict:
+    """path -> value, for column paths of the table (`eventname`, `useridentity.arn`), as the
+    table holds them for this event (record())."""
+    row = record(event, columns({p.split(".")[0] for p in paths})) or {}
+    out = {}
+    for path in paths:
+        value = row
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        out[path] = value
+    return out
+
+
+def sigma_fields(spec=SCHEMA, key_prefix="", column_prefix="") -> dict:
+    """Sigma field name -> (dotted column, type) for every member a query can reach:
+    scalars and JSON members at any struct depth, and list columns (their items' fields
+    are listed by sigma_fields of the item spec)."""
+    out = {}
+    for column, key, kind in spec:
+        name, path = key_prefix + key, column_prefix + column
+        if isinstance(kind, tuple):
+            out.update(sigma_fields(kind, name + ".", path + "."))
+        else:
+            out[name] = (path, kind)
+    return out
+
+
+def is_cloudtrail(rule) -> bool:
+    source = {str(k).lower(): str(v).lower() for k, v in (rule.logsource or {}).items()}
+    return all(source.get(k) == v for k, v in LOGSOURCE.items())
+
+
+def log_files(files) -> tuple[list, int]:
+    """The event files (paths) but CloudTrail's digest files, and how many those were."""
+    kept = [f for f in files if DIGESTS not in f.parts[:-1]]
+    return kept, len(files) - len(kept)

@@ -1,0 +1,263 @@
+"""KQL, executed here: the KQL backend's queries run by duckdb-kql (PyPI `duckdb-kql[duckdb]`,
+KQL translated to DuckDB SQL) on tables shaped as the KQL mappings read them.
+
+No Kusto engine runs here. duckdb-kql is a translation, so its known departures from Kusto are
+left out on purpose, each with its reason, never compared silently:
+- rules: a query with a \\uXXXX escape in a string literal (duckdb-kql keeps the text, Kusto
+  decodes it); a |re rule (duckdb-kql runs RE2, Kusto the Rust regex crate; the backend's own
+  glob and number patterns mean the same in both and do run); |cidr (no ipv4/ipv6 range
+  functions); time parts of text (todatetime is duckdb-kql's reading, not Kusto's); values with
+  non-ASCII letters compared case-insensitively (Kusto's folding, README); correlations (no
+  such operators). Anything else duckdb-kql cannot translate is refused with its message.
+- events (Outcome.undecided, reasons counted in Outcome.stats["undecided"]): a string column
+  holds one string, so not a field with several values; Kusto stores a missing string as ""
+  (README), so where a rule tells "" from a missing field, events with either are undecided; a JSON null inside a JSON column (duckdb-kql
+  reads it as a value, Kusto as null); a bool or datetime column given something else; a
+  non-ASCII letter in a value a rule compares case-insensitively.
+
+Tables: SigmaEvents (generic mapping) has one string column per field of the rule, named as the
+field, holding the field's value as text. AWSCloudTrail has the columns of
+templates/kql/mappings/aws_cloudtrail.yml with their types (string, bool, datetime; JSON
+members as JSON text, as the Sentinel connector stores them).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import re
+
+from . import Engine, Outcome
+from ..errors import Unsupported
+from ..evaluate import compile_query, field_values, text, timestamp
+from ..nodes import Match, Op, Wild, walk
+
+ROW = "sigma_row_id"   # the column telling which event a row is
+_ESCAPE_U = re.compile(r"\\u[0-9A-Fa-f]{4}")
+
+
+class Kql(Engine):
+    name = "kql"
+
+    def unavailable(self):
+        try:
+            import duckdb_kql  # noqa: F401
+        except ImportError as e:
+            return f'kql engine needs duckdb-kql (pip install "duckdb-kql[duckdb]"): {e}'
+        return None
+
+    def run(self, rules, events, correlations=(), show=(), progress=None) -> Outcome:
+        import duckdb_kql
+
+        from ..backends.kql import Kql as KqlBackend
+
+        out = Outcome()
+        reasons = out.stats.setdefault("undecided", {})
+        backend = KqlBackend()
+        con = duckdb_kql.connect()
+        cloudtrail = None    # {column: [(value, reason)] per event}, built once
+        try:
+            for n, rule in enumerate(rules):
+                try:
+                    query = backend.convert(rule)
+                except Unsupported as e:
+                    out.refused[n] = e.message
+                    continue
+                gap = _rule_gap(rule, query)
+                if gap:
+                    out.refused[n] = f"kql engine: {gap}"
+                    continue
+                mapping = backend.mapping
+                fields = _fields(rule.query)
+                if mapping.logsource:
+                    if cloudtrail is None:
+                        cloudtrail = _cloudtrail_cells(mapping, events)
+                        _create(con, mapping.table, cloudtrail, events)
+                    undecided = _undecided(mapping, fields, cloudtrail, events, rule.query)
+                else:
+                    try:
+                        cells = _generic_cells(fields, events)
+                    except Unsupported as e:
+                        out.refused[n] = f"kql engine: {e.message}"
+                        continue
+                    _create(con, mapping.table, cells, events)
+                    undecided = _undecided(mapping, fields, cells, events, rule.query)
+                try:
+                    result = duckdb_kql.query(con, query)
+                    at = result.columns.index(ROW)
+                    rows = [row[at] for row in result.fetchall()]
+                except Exception as e:   # duckdb_kql.errors.KqlUnsupportedError and the like
+                    name = type(e).__name__
+                    if "Unsupported" in name or "NotImplemented" in name:
+                        out.refused[n] = f"kql engine: duckdb-kql: {str(e).splitlines()[0]}"
+                    else:
+                        out.failed[n] = f"kql engine: {name}: {str(e).splitlines()[0]}"
+                    continue
+                out.matches[n] = sorted(r for r in rows if r not in undecided)
+                if undecided:
+                    out.undecided[n] = sorted(undecided)
+                    for reason in undecided.values():
+                        reasons[reason] = reasons.get(reason, 0) + 1
+        finally:
+            con.close()
+        for c, _ in enumerate(correlations):
+            out.refused[f"c{c}"] = "kql engine: duckdb-kql cannot run the correlation queries (join, scan)"
+        return out
+
+
+def _fields(query) -> list:
+    return sorted({f for m in walk(query) if isinstance(m, Match)
+                   for f in ((m.field, m.value) if m.op is Op.FIELDREF else (m.field,)) if f})
+
+
+def _folded_text(m: Match) -> str:
+    if m.cased or m.op not in (Op.EQ, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.GLOB, Op.FIELDREF):
+        return ""
+    if m.op is Op.GLOB:
+        return "".join(p for p in m.value if not isinstance(p, Wild))
+    return m.value if isinstance(m.value, str) and m.op is not Op.FIELDREF else ""
+
+
+def _non_ascii_letter(s: str) -> bool:
+    return any(not c.isascii() and c.lower() != c.upper() for c in s)
+
+
+def _rule_gap(rule, query: str) -> str | None:
+    """Why duckdb-kql cannot stand in for Kusto on this rule, or None."""
+    ops = {m.op for m in walk(rule.query) if isinstance(m, Match)}
+    if _ESCAPE_U.search(query):
+        return "duckdb-kql does not decode \\uXXXX escapes in string literals"
+    if Op.RE in ops:
+        return "duckdb-kql runs regexes on RE2, Kusto on the Rust regex crate"
+    if Op.CIDR in ops:
+        return "duckdb-kql has no ipv4/ipv6 range functions"
+    if Op.TIMEPART in ops and "todatetime(" in query:
+        return "duckdb-kql's todatetime() reads text times its own way, not Kusto's"
+    if any(_non_ascii_letter(_folded_text(m)) for m in walk(rule.query) if isinstance(m, Match)):
+        return "non-ASCII letters compared case-insensitively follow Kusto's folding (README)"
+    return None
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+def _string_cell(values):
+    if len(values) > 1:
+        return None, "a string column holds one value; the field has several"
+    if not values:
+        return "", None
+    return text(values[0]), None
+
+
+def _generic_cells(fields, events) -> dict:
+    columns = {}
+    for f in fields:
+        if f.lower() in {c.lower() for c in columns}:
+            raise Unsupported(f"the fields {fields} differ only in case: one DuckDB column")
+        columns[f] = ("string", [_string_cell(field_values(e, f)) for e in events])
+    return columns
+
+
+def _cloudtrail_cells(mapping, events) -> dict:
+    columns = {}
+    for sigma, target in mapping.fields.items():
+        if target.type == "json":
+            columns[target.column] = ("string", [_json_cell(e.get(sigma)) for e in events])
+        else:
+            columns[target.column] = (target.type, [_typed_cell(target.type, field_values(e, sigma))
+                                                    for e in events])
+    for sigma, column in mapping.json.items():
+        columns[column] = ("string", [_json_cell(e.get(sigma)) for e in events])
+    return columns
+
+
+def _json_cell(value):
+    if value is None:
+        return "", None
+    if _has_null(value):
+        return text(value), "duckdb-kql reads a JSON null as a value (Kusto: null)"
+    return text(value), None
+
+
+def _has_null(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return any(_has_null(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_null(v) for v in value)
+    return False
+
+
+def _typed_cell(kind, values):
+    if kind == "string":
+        return _string_cell(values)
+    if not values:
+        return None, None
+    if len(values) > 1:
+        return None, f"a {kind} column holds one value; the field has several"
+    v = values[0]
+    if kind == "bool":
+        if isinstance(v, bool):
+            return v, None
+        return None, "a bool column cannot hold a value that is not a JSON boolean"
+    if kind == "datetime":
+        moment = timestamp(v)
+        if moment is None:
+            return None, "a datetime column cannot hold a value that is not an ISO-8601 time"
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        return moment, None
+    return None, f"a {kind} column is not built here"
+
+
+_DUCK_TYPES = {"string": "VARCHAR", "bool": "BOOLEAN", "datetime": "TIMESTAMP"}
+
+
+def _create(con, table: str, columns: dict, events):
+    names = list(columns)
+    body = ", ".join(f'"{c}" {_DUCK_TYPES[columns[c][0]]}' for c in names)
+    con.execute(f'CREATE OR REPLACE TABLE "{table}" ({ROW} BIGINT{", " + body if body else ""})')
+    if events:   # one statement: parallel lists unnested side by side (executemany is row by row)
+        values = {"r": list(range(len(events)))}
+        values.update({f"c{i}": [cell[0] for cell in columns[c][1]] for i, c in enumerate(names)})
+        lists = ", ".join(["unnest($r::BIGINT[])"] + [f"unnest($c{i}::{_DUCK_TYPES[columns[c][0]]}[])"
+                                                     for i, c in enumerate(names)])
+        con.execute(f'INSERT INTO "{table}" SELECT {lists}', values)
+
+
+_EMPTY = "Kusto stores a missing string as \"\", and the rule tells an empty string from a missing one"
+
+
+def _tells_empty(query) -> set:
+    """The fields on which some predicate of the query holds for "" and not for a missing value
+    (or the reverse): in a string column, both are ""."""
+    out = set()
+    for m in walk(query):
+        if isinstance(m, Match) and m.field and m.op is not Op.FIELDREF:
+            test = compile_query(dataclasses.replace(m, field="f"))
+            if test({"f": ""}) != test({}):
+                out.add(m.field)
+        elif isinstance(m, Match) and m.op is Op.FIELDREF:
+            out.update((m.field, m.value))   # "" = "" holds, missing = missing does not
+    return out
+
+
+def _undecided(mapping, fields, columns, events, query) -> dict:
+    """{event no: reason} for the events the table cannot hold as the rule reads them."""
+    folded = {m.field for m in walk(query) if isinstance(m, Match) and not m.cased and m.field}
+    empty = _tells_empty(query)
+    out = {}
+    for f in fields:
+        target = mapping.resolve(f)
+        kind, cells = columns.get(target.column, (None, ()))
+        for n, event in enumerate(events):
+            if n in out:
+                continue
+            reason = cells[n][1] if n < len(cells) else None
+            if reason is None and f in empty and kind == "string" and not target.json_path \
+                    and [text(v) for v in field_values(event, f)] in ([], [""]):
+                reason = _EMPTY
+            if reason is None and f in folded and any(_non_ascii_letter(text(v)) for v in field_values(event, f)):
+                reason = "non-ASCII letters compared case-insensitively follow Kusto's folding (README)"
+            if reason:
+                out[n] = reason
+    return out
