@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from transpiler import cli
+from transpiler.backends.kql import Kql
 from transpiler.errors import RuleError, Unsupported
+from transpiler.rule import rule_from_dict
 from transpiler.mapping import (builtin_mappings, choose, list_builtin_mappings, load_mapping_file, load_mappings,
                                 parse_mapping)
 
@@ -16,7 +18,7 @@ BAD = [
     ("table: ''", "table", "non-empty string"),
     ("fields: {a: b}", "table", "missing"),
     ("table: T\nfields: [a, b]", "fields", "must be a map, not ['a', 'b']"),
-    ("table: T\nlogsource: [1]", "logsource[0]", "must be a map"),
+    ("table: T\nlogsource: [1]", "logsource", "must be a map"),
     ("table: T\nlogsource: windows", "logsource", "must be a map"),
     ("table: T\nlogsource: {product: [windows]}", "logsource.product", "non-empty string"),
     ("table: T\nunmapped: banana", "unmapped", "keep, error, schema or {json: COLUMN}, not 'banana'"),
@@ -76,7 +78,7 @@ def test_convert_with_a_bad_mapping_is_an_error_line_not_a_traceback(tmp_path, c
                     "detection: {sel: {Image|endswith: '\\x.exe'}, condition: sel}\n", encoding="utf-8")
     for text, key in [("table: null", "table"), ("table: T\nfields: {x: {column: c, type: bogus}}", "fields.x.type"),
                       ("table: T\nunmapped: banana", "unmapped"), ("table: T\nfields: [a, b]", "fields"),
-                      ("table: T\nlogsource: [1]", "logsource[0]"),
+                      ("table: T\nlogsource: [1]", "logsource"),
                       ("table: T\nfields: {x: {column: c, json_path: 5}}", "fields.x.json_path")]:
         mapping = tmp_path / "m.yml"
         mapping.write_text(text + "\n", encoding="utf-8")
@@ -92,6 +94,23 @@ def test_a_set_of_mappings_is_not_one_mapping(tmp_path):
     assert [m.table for m in load_mappings(path)] == ["A", "B"]
     with pytest.raises(RuleError, match="holds 2 mappings"):
         load_mapping_file(path)
+
+
+def test_a_user_mapping_set_picks_by_logsource(tmp_path):
+    path = tmp_path / "m.yml"
+    path.write_text("common:\n  c: &c {unmapped: error, fields: {Image: FolderPath}}\n"
+                    "mappings:\n"
+                    "  - {<<: *c, logsource: {product: windows, category: process_creation}, table: MyProcesses}\n"
+                    "  - {<<: *c, logsource: {product: windows, category: image_load}, table: MyImageLoads}\n",
+                    encoding="utf-8")
+    def rule(category):
+        return rule_from_dict({"title": "t", "logsource": {"product": "windows", "category": category},
+                               "detection": {"sel": {"Image|endswith": "x.exe"}, "condition": "sel"}}, "r.yml")
+    backend = Kql(mapping_file=path)
+    assert backend.convert(rule("process_creation")) == 'MyProcesses\n| where FolderPath endswith "x.exe"'
+    assert backend.convert(rule("image_load")).startswith("MyImageLoads\n")
+    with pytest.raises(Unsupported, match="has no field mapping for logsource"):
+        backend.convert(rule("file_event"))
 
 
 def test_types_come_from_the_schema_unless_given():
@@ -114,12 +133,11 @@ def test_unmapped_modes():
 def test_the_most_specific_logsource_wins():
     generic = parse_mapping({"table": "G"})
     windows = parse_mapping({"table": "W", "logsource": {"product": "windows"}})
-    process = parse_mapping({"table": "P", "logsource": [{"product": "linux"},
-                                                         {"product": "windows", "category": "process_creation"}]})
+    process = parse_mapping({"table": "P", "logsource": {"product": "windows", "category": "process_creation"}})
     mappings = [generic, windows, process]
     assert choose(mappings, {"product": "windows", "category": "process_creation"}) is process
     assert choose(mappings, {"product": "Windows", "service": "security"}) is windows
-    assert choose(mappings, {"product": "linux", "category": "process_creation"}) is process
+    assert choose(mappings, {"product": "linux", "category": "process_creation"}) is generic
     assert choose(mappings, {"product": "aws"}) is generic
     assert choose([windows], {"product": "aws"}) is None
 

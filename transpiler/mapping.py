@@ -2,8 +2,7 @@
 
 A mapping file (templates/<backend>/mappings/*.yml, or a user's own via -m) reads:
 
-    logsource: {product: aws, service: cloudtrail}   # which rules it serves (a list of such
-                                                      # maps serves each of them)
+    logsource: {product: aws, service: cloudtrail}   # which rules it serves
     description: AWS CloudTrail in Sentinel's table   # one line, for `list mappings`
     table: cloudtrail_logs                            # default table (an option overrides it)
     schema: AWSCloudTrail                             # the table's documented columns and types
@@ -52,6 +51,7 @@ from pathlib import Path
 import yaml
 
 from .errors import RuleError, Unsupported
+from .evaluate import text
 from .nodes import And, Match, Not, Op, Or
 from .resources import resource_dir
 
@@ -92,7 +92,7 @@ class Mapping:
     json: dict = field(default_factory=dict)       # Sigma prefix -> JSON-text column
     arrays: dict = field(default_factory=dict)     # Sigma prefix -> {column, fields}
     unmapped: str | dict = "keep"
-    logsource: dict | list = field(default_factory=dict)
+    logsource: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)      # backend-specific sections (enrichment, ...)
     source: str = ""
     description: str = ""
@@ -151,7 +151,21 @@ class Mapping:
         if t.value_excludes and any(c in str(query.value) for c in t.value_excludes):
             raise Unsupported(f"field {query.field!r} ({t.expr or t.column} in table {self.table}): a value "
                               f"holding any of {t.value_excludes} would not mean the same there", kind="mapping-limit")
-        return query
+        return self._number_equality(query, t)
+
+    def _number_equality(self, m: Match, t: Target):
+        """Equality compares texts (evaluate.text: 22 is not 22.0). A whole-number column's
+        text is its digits, so a fractional value is compared as text; a real column's text is
+        Kusto's, not the event's, so equality on it is refused."""
+        kind = self.schema.get(t.column) if not (t.expr or t.json_path) else None
+        if m.op is not Op.EQ or not isinstance(m.value, (int, float)) or isinstance(m.value, bool):
+            return m
+        if kind in ("int", "long") and isinstance(m.value, float):
+            return Match(m.field, Op.EQ, text(m.value), m.cased)
+        if kind in ("real", "double", "decimal"):
+            raise Unsupported(f"field {m.field!r}: the real column {t.column} of table {self.table} holds numbers "
+                              f"whose text Kusto writes its own way; equality cannot be tested", kind="mapping-limit")
+        return m
 
     def _hash_test(self, m: Match, t: Target):
         """Sysmon's Hashes is "ALGO=hex" items joined by commas; `contains ALGO=hex` holds exactly
@@ -169,13 +183,11 @@ class Mapping:
         return Match(name, Op.EQ if whole else Op.STARTSWITH, hex_digits, m.cased)
 
     def specificity(self, logsource: dict) -> int:
-        """How many keys the best fitting of the mapping's logsources names (-1: none fits). A
-        logsource fits when each of its keys equals the rule's (case-insensitive); a mapping
-        without logsource fits every rule, with 0."""
+        """How many keys of the mapping's logsource the rule's has too, each equal (case-
+        insensitive); -1 if one differs. A mapping without logsource fits every rule, with 0."""
         wanted = {str(k).lower(): str(v).lower() for k, v in (logsource or {}).items() if v is not None}
-        options = self.logsource if isinstance(self.logsource, list) else [self.logsource]
-        return max((len(o) for o in options
-                    if all(wanted.get(str(k).lower()) == str(v).lower() for k, v in o.items())), default=-1)
+        fits = all(wanted.get(str(k).lower()) == str(v).lower() for k, v in self.logsource.items())
+        return len(self.logsource) if fits else -1
 
 
 # --- reading and checking mapping files ------------------------------------------------------
@@ -213,14 +225,7 @@ class _Checker:
                 self.fail(key, f"keys must be non-empty strings, not {_show(k)}")
         return value
 
-    def logsource(self, value):
-        if isinstance(value, list):
-            if not value:
-                self.fail("logsource", "must name at least one logsource")
-            return [self._one_logsource(f"logsource[{i}]", v) for i, v in enumerate(value)]
-        return self._one_logsource("logsource", value)
-
-    def _one_logsource(self, key, value) -> dict:
+    def logsource(self, value, key="logsource") -> dict:
         if value is None:
             return {}
         if not isinstance(value, dict):
@@ -467,10 +472,10 @@ def load_mappings(path) -> list[Mapping]:
 
 
 def load_mapping_file(path) -> Mapping:
-    """A user's mapping file (-m), which must hold one mapping."""
+    """A mapping file that must hold one mapping."""
     found = load_mappings(path)
     if len(found) > 1:
-        raise RuleError(f"holds {len(found)} mappings; -m takes a file with one", path=path,
+        raise RuleError(f"holds {len(found)} mappings where one is expected", path=path,
                         where="mappings", kind="mapping")
     return found[0]
 
@@ -501,8 +506,7 @@ def list_builtin_mappings(backend: str) -> list[dict]:
     for optional in (False, True):
         for path in _mapping_files(backend, optional):
             for m in load_mappings(path):
-                options = m.logsource if isinstance(m.logsource, list) else [m.logsource]
-                logsource = " | ".join(", ".join(f"{k}: {v}" for k, v in o.items()) for o in options) or "(any)"
+                logsource = ", ".join(f"{k}: {v}" for k, v in m.logsource.items()) or "(any)"
                 out.append({"name": ("-m " if optional else "") + path.stem, "logsource": logsource,
                             "table": m.table, "description": m.description})
     return out
