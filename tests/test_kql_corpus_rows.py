@@ -1,8 +1,9 @@
 """SigmaHQ and Suzaku rules on the documented KQL tables, executed: for the rules of each built-in
 mapping onto a documented table, events are made from the rules' own values (every value a rule
 tests, alone and together, and with each field left out), each event becomes the row its table
-holds (tests/kql_rows.py, the model the mappings assume; the evaluator sees the event with every
-spelling the mapping gives its columns, resultType and ResultType alike, as one field), and
+holds (transpiler/engines/kql_rows.py, the model the mappings assume; the evaluator sees the
+event with every spelling the mapping gives its columns, resultType and ResultType alike, as one
+field), and
 duckdb-kql runs each rule's query
 over the table of all those rows: the rows it selects must be exactly those of the events the
 evaluator matches. Events the table cannot hold as the evaluator sees them, and queries using
@@ -23,9 +24,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import kql_rows  # noqa: E402
 
 from transpiler.backends.kql import Kql, empty_ok  # noqa: E402
+from transpiler.engines import kql_rows  # noqa: E402
 from transpiler.errors import TranspileError  # noqa: E402
 from transpiler.evaluate import compile_query, field_values  # noqa: E402
 from transpiler.nodes import Match, Op, Wild, walk  # noqa: E402

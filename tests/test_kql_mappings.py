@@ -3,8 +3,8 @@
 tests/kql_mappings.yaml holds one case per thing a mapping does: a rule (logsource and
 detection), the exact KQL it converts to (or `UNSUPPORTED: <fragment>`), and events in the
 evaluator's shape (flat: each key is a field as the rule names it), each with the verdict the
-evaluator must give and the row the table holds for it. A row is what tests/kql_rows.py makes of
-the event (every column of the table's documented schema; "" for a string, null for others, as
+evaluator must give and the row the table holds for it. A row is what
+transpiler/engines/kql_rows.py makes of the event (every column of the table's documented schema; "" for a string, null for others, as
 Kusto stores a missing value; ActionType and the like set to the logsource's `rows`; each field
 put into its column or JSON member, a transformed one through the inverse of the mapping's
 expression), with the case's `row:` on top. `row:` writes out the columns of each transformed
@@ -28,7 +28,6 @@ import json
 import sys
 from pathlib import Path
 
-import kql_rows
 import pytest
 import yaml
 
@@ -36,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from transpiler.backends.kql import Kql  # noqa: E402
+from transpiler.engines import kql_rows  # noqa: E402
 from transpiler.errors import Unsupported  # noqa: E402
 from transpiler.evaluate import matches, text  # noqa: E402
 from transpiler.rule import rule_from_dict  # noqa: E402
@@ -95,8 +95,8 @@ def test_evaluator_verdicts(case):
 @pytest.mark.parametrize("case", [c for c in CASES if any("row" in i and "event" in i for i in c["events"])],
                          ids=lambda c: c["id"])
 def test_the_row_model_gives_the_rows_the_cases_pin(case):
-    """tests/kql_rows.py (the model the corpus test builds rows with) writes each transformed
-    event as the case's `row:` spells it out."""
+    """transpiler/engines/kql_rows.py (the model the kql engine and the corpus test build rows
+    with) writes each transformed event as the case's `row:` spells it out."""
     mapping = mapping_of(case)
     for item in case["events"]:
         if "row" in item and "event" in item:

@@ -1,5 +1,7 @@
 """The row a documented table holds for an event of a logsource: the model of each table the KQL
-mappings assume (README "KQL tables per logsource"), written as the inverse of the mappings.
+mappings assume (README "KQL tables per logsource"), written as the inverse of the mappings. The
+kql engine builds its Sentinel and Defender XDR tables with it; the tests check it against the
+rows tests/kql_mappings.yaml spells out.
 
 A field a mapping sends to a column (or a member of a JSON column) is put there as it is (its
 text, for a string column). A field the mapping computes with an expression is written into the
@@ -15,8 +17,8 @@ from __future__ import annotations
 import json
 import re
 
-from transpiler.evaluate import text
-from transpiler.mapping import Mapping, Target
+from ..evaluate import text
+from ..mapping import Mapping, Target
 
 
 class NotRepresentable(Exception):
