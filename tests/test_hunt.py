@@ -15,7 +15,7 @@ import json
 import pytest
 from conftest import corpus_path
 
-from transpiler import hunt
+from transpiler import engines, hunt
 from transpiler.cli import main
 
 duckdb = pytest.importorskip("duckdb")
@@ -258,8 +258,8 @@ def test_scan_fills_the_table_load_cloudtrail_fills(logs):
     assert scan.rows == len(events) and scan.duplicates == 0
     assert normal(con.execute("SELECT * EXCLUDE (row_id) FROM scanned ORDER BY row_id").fetchall()) == \
         normal(con.execute("SELECT * EXCLUDE (row_id) FROM loaded ORDER BY row_id").fetchall())
-    sources = con.execute("SELECT file, idx FROM scanned_sources ORDER BY row_id").fetchall()
-    assert [(scan.files[f], i) for f, i in sources] == [(e.source, e.index) for e in events]
+    places = [engines.place(r) for (r,) in con.execute("SELECT row_id FROM scanned ORDER BY row_id").fetchall()]
+    assert [(scan.files[f], i) for f, i in places] == [(e.source, e.index) for e in events]
 
 
 def normal(value):
