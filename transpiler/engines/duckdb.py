@@ -63,9 +63,11 @@ class DuckDB(Engine):
     """threads: DuckDB's worker threads (default: every CPU); mapping_file: the backend's
     mapping (`-m`), whose tables must be the two this engine loads; memory: DuckDB's memory
     limit in bytes (default MEMORY), beyond which it spills to disk; temp_dir: where the
-    scratch folder goes (default duckdb_events.scratch_root())."""
+    scratch folder goes (default duckdb_events.scratch_root()). `batch`: bytes of JSON read
+    per batch of files (None: a quarter of the memory limit, at least 16 MiB)."""
 
     name = "duckdb"
+    batch: int | None = None
 
     def __init__(self, time_field: str | None = "eventTime", fallback: bool = False, threads: int | None = None,
                  mapping_file=None, memory: int | None = None, temp_dir=None):
@@ -130,7 +132,7 @@ class Tables(Loaded):
 
     def _stage(self):
         files = iter(enumerate(self.read.files))
-        limit = max(16 << 20, self.engine.memory // 4)
+        limit = self.engine.batch or max(16 << 20, self.engine.memory // 4)
         try:
             while not self._stop.is_set():
                 staged = duckdb_events.Staged(files, self.scratch.path, limit, max_bytes=self.source.max_bytes,
