@@ -558,6 +558,28 @@ def test_control_characters_and_formulas_from_logs_and_rules_are_neutralised(rul
     assert "'IAM user \\x1b[2J created'" in printed[0]
 
 
+def test_jsonl_lines_are_json_dumps_whoever_writes_them(rules_dir, tmp_path, capsys):
+    """DuckDB writes the jsonl lines itself (to_json), Python where DuckDB's escapes differ:
+    every line is json.dumps of the row, on both engines, whatever the values hold."""
+    logs = tmp_path / "odd"
+    logs.mkdir()
+    texts = ["".join(map(chr, range(32))), 'q"b\\s/\\u000B\u2028\u00e9\U0001f600\x7f', "\x0b", "plain"]
+    records = [record(i, "CreateUser", eventID=f"id-{i}{t}", sourceIPAddress=t, awsRegion=t[::-1],
+                      userIdentity={"userName": t}) for i, t in enumerate(texts)]
+    (logs / "o.json").write_text(json.dumps({"Records": records}))
+    (rules_dir / "create_user.yml").write_text(RULES["create_user.yml"].replace(
+        "title: IAM user created", 'title: "IAM \\x0b \\u00e9 \\\\u000B created"').lstrip())
+    out = {}
+    for engine in hunt.ENGINES:
+        assert main(["hunt", str(rules_dir), "--logs", str(logs), "--engine", engine, "--format", "jsonl",
+                     "-o", str(tmp_path / f"{engine}.jsonl")]) == 1     # chain.yml names the old title
+        out[engine] = (tmp_path / f"{engine}.jsonl").read_text()
+    report = hunt.run([rules_dir], [logs], "evaluator")
+    assert out["duckdb"] == out["evaluator"] == "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                                        for r in hunt.rows(report))
+    assert len(report.detections) == 4 and "\\u000b" in out["duckdb"] and "\\u000B" in out["duckdb"]
+
+
 def test_the_table_fits_the_terminal_and_elides_long_cells(rules_dir, tmp_path):
     logs = tmp_path / "wide"
     logs.mkdir()

@@ -110,6 +110,7 @@ class Report:
     counts: dict = field(default_factory=dict)        # (level, title, rule id) -> detections
     phases: dict = field(default_factory=dict)        # seconds
     _stream: object = None         # () -> (time_order, Detection) in timeline order, while hunting()
+    _lines: object = None          # () -> jsonl() from the engine, while hunting()
 
     @property
     def events(self) -> int:
@@ -120,6 +121,12 @@ class Report:
         if self.detections is not None:
             return ((time_key(d.time), d) for d in self.detections)
         return self._stream()
+
+    def jsonl(self):
+        """(time_order, eventID, title, its jsonl line) for every detection, in timeline order."""
+        if self.detections is not None:
+            return ((time_key(d.time), d.event_id or "", d.title, _jsonl(d)) for d in self.detections)
+        return self._lines()
 
 
 def run(rule_paths, log_paths, engine="duckdb", placeholders=None, progress=None,
@@ -198,14 +205,30 @@ def _run(engine, report, logs, rule_paths, placeholders, progress):
 
     def stream():
         place = engines.place
-        for k, n, values, when in outcome.timeline(rank, "eventtime", "eventid"):
+        for k, n, values, when, _ in outcome.timeline(rank, "eventtime", "eventid"):
             f, index = place(k)
             time, name, arn, user_name, invoked_by, principal, ip, region, event_id = values      # SHOWN
             user = (arn if arn is not None else user_name if user_name is not None else
                     invoked_by if invoked_by is not None else principal)
             yield when, Detection(time, name, user, ip, region, event_id, *meta[n], files[f], index)
-    report._stream = stream
+    def lines():
+        line = jsonl_line(meta)
+        for _, n, text, when, event_id in outcome.timeline(rank, "eventtime", "eventid", line):
+            yield when, event_id, meta[n][0], text
+    report._stream, report._lines = stream, lines
     report.alerts = sorted(outcome.alerts, key=alert_key)
+
+
+def jsonl_line(meta: dict) -> engines.Line:
+    """Detection.as_dict() (what _jsonl writes) for an engine to write: meta is rule no ->
+    (title, level, id, path)."""
+    def rule(i):
+        return "rule", {n: m[i] for n, m in meta.items()}
+    return engines.Line((
+        ("kind", ("value", "detection")), ("time", ("show", "eventtime")), ("rule", rule(0)), ("level", rule(1)),
+        ("event_name", ("show", "eventname")), ("user", ("show", *_USER)), ("source_ip", ("show", "sourceipaddress")),
+        ("region", ("show", "awsregion")), ("event_id", ("show", "eventid")), ("rule_id", rule(2)),
+        ("rule_path", rule(3)), ("file", ("file",)), ("index", ("index",))))
 
 
 def _rule_order(meta) -> tuple:
@@ -258,18 +281,24 @@ _PRIORITY = ("time", "rule", "level", "user", "event_name", "source_ip", "event_
 
 
 def entries(report: Report):
-    """Detections and correlation alerts in one timeline (an alert at its first trigger, after
-    the detections of its time, eventID and title): Detection and correlation.Alert items."""
-    alerts = [(alert_key(a)[:3] + (1,), a) for a in report.alerts]
+    """Detections and correlation alerts in one timeline: Detection and correlation.Alert items."""
+    return _merged(((when, d.event_id or "", d.title, d) for when, d in report.timeline()), report.alerts)
+
+
+def _merged(items, alerts):
+    """The items, (time_order, eventID, title, item) in timeline order, and the alerts in one
+    timeline: an alert at its first trigger, after the detections of its time, eventID ("")
+    and title."""
+    pending = [(alert_key(a)[:3] + (1,), a) for a in alerts]
     i = 0
-    for when, d in report.timeline():
-        if i < len(alerts):
-            here = (when, d.event_id or "", d.title, 0)
-            while i < len(alerts) and alerts[i][0] < here:
-                yield alerts[i][1]
+    for when, event_id, title, item in items:
+        if i < len(pending):
+            here = (when, event_id, title, 0)
+            while i < len(pending) and pending[i][0] < here:
+                yield pending[i][1]
                 i += 1
-        yield d
-    for _, a in alerts[i:]:
+        yield item
+    for _, a in pending[i:]:
         yield a
 
 
@@ -279,12 +308,12 @@ def rows(report: Report) -> list[dict]:
 
 
 def _jsonl(d: Detection) -> str:
-    """json.dumps(d.as_dict(), ensure_ascii=False) and a line break, without the dict: a
-    timeline may have millions of lines."""
+    """json.dumps(d.as_dict(), ensure_ascii=False), without the dict: a timeline may have
+    millions of lines."""
     time, name, user, ip, region, event_id, title, level, rule_id, path, file, index = map(_json_value, d)
     return (f'{{"kind": "detection", "time": {time}, "rule": {title}, "level": {level}, "event_name": {name}, '
             f'"user": {user}, "source_ip": {ip}, "region": {region}, "event_id": {event_id}, '
-            f'"rule_id": {rule_id}, "rule_path": {path}, "file": {file}, "index": {index}}}\n')
+            f'"rule_id": {rule_id}, "rule_path": {path}, "file": {file}, "index": {index}}}')
 
 
 def _json_value(value) -> str:
@@ -315,8 +344,8 @@ def _write(report: Report, fmt: str, out, width) -> None:
     if fmt == "jsonl":
         import json
         encode = json.JSONEncoder(ensure_ascii=False).encode      # json.dumps(row, ensure_ascii=False)
-        for item in entries(report):
-            out.write(_jsonl(item) if isinstance(item, Detection) else encode(alert_dict(item)) + "\n")
+        for item in _merged(report.jsonl(), report.alerts):
+            out.write((item if item.__class__ is str else encode(alert_dict(item))) + "\n")
     elif fmt == "csv":
         import csv
         writer = csv.writer(out, lineterminator="\n")

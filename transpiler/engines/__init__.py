@@ -129,13 +129,14 @@ class Outcome:
         """rule no -> how many events it selects."""
         return {n: len(keys) for n, keys in self.matches.items()}
 
-    def timeline(self, rank: dict, time: str, tie: str):
-        """(event, rule no, its row's values in `show` order, time_order of its time) for
-        each event each rule in `rank` (rule no -> its place among them; equal places are
-        ordered by the events) selects, in the order of a timeline: by the event's `time`
-        (time_order), then its `tie` text (none as ""), then the rule's place, then the event,
-        then the rule. `time` and `tie` are paths of the rows (run's `show`). Engines that hold
-        their results elsewhere (DuckDB) sort there, the same way."""
+    def timeline(self, rank: dict, time: str, tie: str, line: "Line | None" = None):
+        """(event, rule no, its row, time_order of its time, its tie text) for each event each
+        rule in `rank` (rule no -> its place among them; equal places are ordered by the
+        events) selects, in the order of a timeline: by the event's `time` (time_order), then
+        its `tie` text (none as ""), then the rule's place, then the event, then the rule.
+        `time` and `tie` are paths of the rows (run's `show`). The row is its values in `show`
+        order, or with `line` its text as that Line writes it. Engines that hold their results
+        elsewhere (DuckDB) sort and write there, the same way."""
         found, order = [], {}
         for n in rank:
             for k in self.matches.get(n, ()):
@@ -144,8 +145,34 @@ class Outcome:
                     order[k] = time_order(row.get(time)), row.get(tie) or ""
                 found.append((*order[k], rank[n], k, n))
         found.sort()
-        for when, _, _, k, n in found:
-            yield k, n, tuple(self.rows[k].values()), when
+        for when, tied, _, k, n in found:
+            row = self.rows[k]
+            yield k, n, tuple(row.values()) if line is None else line.text(n, row, self.read, k), when, tied
+
+
+@dataclass(frozen=True)
+class Line:
+    """A timeline row as a line of JSON Lines: json.dumps({key: value, ...}, ensure_ascii=False),
+    key by key as `fields` says, (key, how), how being ("show", path, ...): the first of these
+    paths of the row that is not null; ("rule", {rule no: value}); ("file",): the event's
+    file; ("index",): its position in the file; ("value", v): v."""
+
+    fields: tuple
+
+    def text(self, n: int, row: dict, read: Read, k: int) -> str:
+        import json
+        out = {}
+        for key, (how, *args) in self.fields:
+            if how == "show":
+                out[key] = next((row[p] for p in args if row.get(p) is not None), None)
+            elif how == "rule":
+                out[key] = args[0][n]
+            elif how in ("file", "index"):
+                f, index = place(k)
+                out[key] = (read.files[f] if read.files else None) if how == "file" else index
+            else:
+                out[key] = args[0]
+        return json.dumps(out, ensure_ascii=False)
 
 
 class Loaded:

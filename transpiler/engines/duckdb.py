@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import importlib.util
+import json
 import os
 import queue
 import re
@@ -489,25 +490,69 @@ class Hits(Outcome):
         found = dict(self._con.execute("SELECT rule, count(*) FROM _hits GROUP BY rule").fetchall())
         return {n: found.get(n, 0) for n in self.matches}
 
-    def timeline(self, rank: dict, time: str, tie: str):
+    def timeline(self, rank: dict, time: str, tie: str, line=None):
         if not self._show or not rank:
             return
-        moment, tied = f"c{self._show.index(time)}", f"c{self._show.index(tie)}"
-        columns = ", ".join(f"t.c{i}" for i in range(len(self._show)))
+        column = {p: f"t.c{i}" for i, p in enumerate(self._show)}
+        moment, tied = column[time], column[tie]
+        params = {"rules": list(rank), "ranks": list(rank.values())}
+        what, joins, files = ", ".join(column.values()), "", ""
+        if line is not None:
+            what, joins, files = self._line_sql(line, column, params)
         # engines.time_order in SQL: (class, microseconds since 1970, text), with the instant
         # the correlation queries read a time as (evaluate.timestamp's grammar).
         with _failing():
             result = self._con.execute(
-                f"SELECT h.row_id, h.rule, t.class, t.micros, {columns} FROM _hits h JOIN ("
-                f"SELECT *, CASE WHEN i IS NOT NULL THEN 0 WHEN {moment} IS NOT NULL THEN 1 ELSE 2 END AS class, "
-                f"coalesce(epoch_us(i), 0) AS micros FROM (SELECT *, {self._backend.macros.instant(moment)} AS i "
-                f"FROM _shown)) t USING (row_id) JOIN (SELECT unnest($rules) AS rule, unnest($ranks) AS rank) r "
-                f"USING (rule) ORDER BY t.class, t.micros, t.{moment}, coalesce(t.{tied}, ''), r.rank, h.row_id, h.rule",
-                {"rules": list(rank), "ranks": list(rank.values())})
-        at = 4 + self._show.index(time)
+                f"SELECT h.row_id, h.rule, t.class, t.micros, {moment}, {tied}, {what} FROM _hits h JOIN ("
+                f"SELECT *, CASE WHEN i IS NOT NULL THEN 0 WHEN {moment[2:]} IS NOT NULL THEN 1 ELSE 2 END AS class, "
+                f"coalesce(epoch_us(i), 0) AS micros FROM (SELECT *, {self._backend.macros.instant(moment[2:])} AS i "
+                f"FROM _shown)) t USING (row_id) JOIN (SELECT unnest($rules) AS rule, unnest($ranks) AS rank{joins}) r "
+                f"USING (rule){files} ORDER BY t.class, t.micros, {moment}, coalesce({tied}, ''), r.rank, h.row_id, h.rule",
+                params)
         while chunk := _fetch(result):
             for row in chunk:
-                yield row[0], row[1], row[4:], (row[2], row[3], row[at] if row[2] < 2 else "")
+                k, n, cls, micros, time_value, tie_value = row[:6]
+                when = (cls, micros, time_value if cls < 2 else "")
+                if line is None:
+                    yield k, n, row[6:], when, tie_value or ""
+                else:          # None: a value DuckDB writes otherwise than Python: Python writes it
+                    yield k, n, row[6] if row[6] is not None else line.text(n, self.rows[k], self.read, k), \
+                        when, tie_value or ""
+
+    def _line_sql(self, line, column, params) -> tuple:
+        """The SQL writing each row as `line` says, and the per-rule values it reads (columns
+        of the rules' table). to_json() writes a text as json.dumps(ensure_ascii=False) does
+        but for the hex digits of 9 control characters (\\u000B, not \\u000b): a row with any
+        of them in a value it writes is NULL, for Python to write."""
+        parts, used, joins, files = [], [], "", ""
+        for key, (how, *args) in line.fields:
+            head = json.dumps(key, ensure_ascii=False) + ": "
+            if how == "show":
+                used += [column[p] for p in args]
+                value = f"coalesce(to_json(coalesce({', '.join(column[p] for p in args)}))::VARCHAR, 'null')"
+            elif how == "rule":
+                name = f"v{len(params)}"
+                params[name] = [json.dumps(args[0][n], ensure_ascii=False) for n in params["rules"]]
+                joins += f", unnest(${name}) AS {name}"
+                value = f"r.{name}"
+            elif how == "file":
+                params["files"] = [json.dumps(f, ensure_ascii=False) for f in self.read.files]
+                files = (" JOIN (SELECT generate_subscripts($files, 1) - 1 AS f, unnest($files) AS path) fl "
+                         "ON fl.f = h.row_id >> 32")
+                value = "fl.path"
+            elif how == "index":
+                value = "CAST(h.row_id & 4294967295 AS VARCHAR)"
+            else:
+                head, value = head + json.dumps(args[0], ensure_ascii=False), None
+            parts.append(literal(("{" if not parts else ", ") + head))
+            if value is not None:
+                parts.append(value)
+        odd = f"regexp_matches(concat({', '.join(used) or chr(39) * 2}), {literal(_DIFFERENT)})"
+        return f"CASE WHEN {odd} THEN NULL ELSE concat({', '.join(parts)}, '}}') END", joins, files
+
+
+# Control characters to_json() escapes with upper-case hex digits (json.dumps: lower case).
+_DIFFERENT = "[\\x0b\\x0e\\x0f\\x1a-\\x1f]"
 
 
 def _fetch(result) -> list:
