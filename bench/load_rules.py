@@ -2,7 +2,8 @@
 
     python bench/load_rules.py [--runs 5]
 
-pySigma needs 7+ s for the same folder on this machine (issue 2).
+Ours alone (no incumbent figure: the comparisons with sigma-cli are paired, in the same
+session, in convert_athena.py and convert_kql.py).
 """
 from __future__ import annotations
 

@@ -61,13 +61,16 @@ def load() -> str:
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def pairs(ours, theirs, runs=5, ok=(0,), **kw) -> list[tuple[Sample, Sample]]:
-    """`runs` pairs (ours, theirs), alternating which runs first; a failing command stops the bench."""
+def pairs(ours, theirs, runs=5, ok=(0,), prepare=None, **kw) -> list[tuple[Sample, Sample]]:
+    """`runs` pairs (ours, theirs), alternating which runs first; a failing command stops the bench.
+    prepare(i), if given, runs (untimed) before ours in pair i."""
     done = []
     for i in range(runs):
         order = [("ours", ours), ("theirs", theirs)]
         got = {}
         for name, argv in order if i % 2 == 0 else reversed(order):
+            if prepare is not None and name == "ours":
+                prepare(i)
             got[name] = run(argv, **kw)
             if got[name].status not in ok:
                 sys.exit(f"{argv[0]} exited {got[name].status}:\n{got[name].stderr[-2000:]}")

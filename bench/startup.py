@@ -2,15 +2,17 @@
 
     python bench/startup.py [--runs 10] [--rule rules/aws_iam_user_created.yml] [--target athena]
 
-Ours cold (--no-cache: imports, load, convert) and warm (its cache entry there), each paired
-with `sigma convert -t athena RULE`; prints the medians of wall and CPU time and peak RSS, the
-median per-pair ratios and the load average.
+Ours cold (--no-cache: imports, load, convert), warm (its cache entry there) and after an
+edit of the rule (a miss, with the analysed grammar and compiled templates cached), each
+paired with `sigma convert -t athena RULE`; prints the medians of wall and CPU time and peak
+RSS, the median per-pair ratios and the load average.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import tempfile
+from pathlib import Path
 
 import paired
 from common import ROOT
@@ -34,6 +36,14 @@ def main():
             before = paired.load()
             measured = paired.pairs(paired.ours_convert(args.target, [args.rule]), theirs, args.runs, env=env)
             paired.report(f"one rule to {args.target}, ours warm", measured, before=before)
+            # A rule never converted before (a new comment line each time), with the analysed
+            # grammar and compiled templates in the cache: what an edit of the rule costs.
+            edited = Path(tmp) / Path(args.rule).name
+            text = Path(args.rule).read_text(encoding="utf-8")
+            before = paired.load()
+            measured = paired.pairs(paired.ours_convert(args.target, [str(edited)]), theirs, args.runs, env=env,
+                                    prepare=lambda i: edited.write_text(f"{text}\n# edit {i}\n", encoding="utf-8"))
+            paired.report(f"one rule to {args.target}, ours after an edit of the rule", measured, before=before)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ MIN_SHARE = {"duckdb": 0.9, "athena": 0.85, "pipesearch": 0.75, "kql": 0.6}
 # engine -> golden cases it still disagrees on (coordination findings, tests/cases/fuzz.yaml).
 OPEN = {
     "duckdb": set(),
-    "athena": {"fuzz-athena-json-object-text"},
+    "athena": set(),
     "pipesearch": set(),
     "kql": set(),
 }

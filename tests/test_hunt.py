@@ -11,15 +11,20 @@ import csv
 import gzip
 import io
 import json
+import os
+import tempfile
+from pathlib import Path
 
 import pytest
 from conftest import corpus_path
 
-from transpiler import hunt
+from transpiler import engines, hunt
 from transpiler.cli import main
 
 duckdb = pytest.importorskip("duckdb")
 from transpiler import duckdb_events  # noqa: E402
+from transpiler.engines.duckdb import DuckDB as DuckDBEngine  # noqa: E402
+from transpiler.engines.duckdb import Tables  # noqa: E402
 
 
 def record(n, name, **extra):
@@ -200,6 +205,92 @@ def test_correlations_without_sql_give_the_same_alerts(rules_dir, logs, monkeypa
     assert [a.as_dict() for a in without] == [a.as_dict() for a in with_sql] and len(with_sql) == 2
 
 
+@pytest.fixture
+def many_files(tmp_path):
+    """Files read one batch each (DuckDB.batch = 1): duplicates in later batches, correlations
+    whose events span batches, files only Python can judge between good ones."""
+    d = tmp_path / "batches"
+    d.mkdir()
+    denied = [record(10 + i, "ListUsers", errorCode="AccessDenied") for i in range(4)]
+    files = {
+        "a.json.gz": {"Records": [record(1, "CreateUser"), denied[0], denied[1]]},
+        "b.json": '{"Records": [',                                                  # broken
+        "c.json.gz": {"Records": [record(1, "CreateUser", status="again"), record(3, "CreateAccessKey"),
+                                  denied[2], {**denied[0], "errorCode": "Other"}]},
+        "d.json": '{"Records": [{"eventName": "CreateUser"},]}',                     # trailing comma
+        "e.json": '{"Records": [{"eventName": "CreateUser", "x": nan}]}',            # nan: Python says no
+        "f.json": '{"Records": [' + "[" * 5000 + "]" * 5000 + "]}",                   # too deep for Python
+        "g.json": {"Records": []},
+        "h.json": {"Records": [{"eventName": "CreateUser", "eventTime": "2024-05-01T09:00:00Z"}] * 2},  # no eventID
+        "i.jsonl": "\n".join(json.dumps(r) for r in (denied[3], denied[1], record(6, "CreateUser"))) + "\n",
+        "j.json": {"Records": [record(7, "CreateUser"), record(7, "CreateUser"), {"eventName": 5, "x": "NaN,"}]},
+    }
+    for name, content in files.items():
+        text = content if isinstance(content, str) else json.dumps(content, indent=1 if name == "j.json" else None)
+        (d / name).write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    return d
+
+
+def test_batches_give_the_evaluators_timeline(rules_dir, many_files, monkeypatch):
+    """A batch per file and in one batch, DuckDB's timeline is the evaluator's: duplicates of
+    earlier batches left out, correlations over events of several batches, unreadable files
+    in between reported alike; with or without the correlation queries."""
+    ref = hunt.run([rules_dir], [many_files], "evaluator")
+    whole = hunt.run([rules_dir], [many_files], "duckdb")
+    monkeypatch.setattr(DuckDBEngine, "batch", 1)
+    batched = hunt.run([rules_dir], [many_files], "duckdb")
+    no_correlation_sql(monkeypatch)
+    python_alerts = hunt.run([rules_dir], [many_files], "duckdb")
+    for got in (whole, batched, python_alerts):
+        assert hunt.rows(got) == hunt.rows(ref)
+        assert [e.path for e in got.bad_files] == [e.path for e in ref.bad_files]
+        assert (got.records, got.duplicates) == (ref.records, ref.duplicates) == (15, 4)
+    assert [e.path.rsplit("/", 1)[1] for e in ref.bad_files] == ["b.json", "d.json", "e.json", "f.json"]
+    assert sorted(a.correlation.rule.title for a in ref.alerts) == ["Many denied calls", "User then key"]
+    first = [d for d in batched.detections if d.event_id == "id-001"]
+    assert [d.file.rsplit("/", 1)[1] for d in first] == ["a.json.gz"]
+
+
+def test_memory_and_temp_dir_reach_duckdb(rules_dir, logs, tmp_path, monkeypatch, capsys):
+    """--memory is DuckDB's memory_limit and --temp-dir holds the run's scratch folder (staged
+    files, DuckDB's spill folder), removed at the end; a --temp-dir that is not a folder is a
+    one-line error before any work."""
+    settings = []
+    connect = Tables.connect
+
+    def spy(self):
+        con = connect(self)
+        settings.append((*con.execute("SELECT current_setting('memory_limit'), current_setting('temp_directory')")
+                         .fetchone(), self.scratch.path))
+        return con
+    monkeypatch.setattr(Tables, "connect", spy)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    out = tmp_path / "out.jsonl"
+    code = main(["hunt", str(rules_dir), "--logs", str(logs), "--memory", "300M", "--temp-dir", str(scratch),
+                 "--format", "jsonl", "-o", str(out)])
+    assert code == 1 and out.read_text() and settings               # 1: two unreadable files
+    limit, spill, folder = settings[0]
+    assert limit == "300.0 MiB" and spill == str(Path(folder) / "spill")
+    assert Path(folder).parent == scratch and Path(folder).name.startswith(f"sigma-scan-{os.getpid()}-")
+    assert list(scratch.iterdir()) == []
+    capsys.readouterr()
+    assert main(["hunt", str(rules_dir), "--logs", str(logs), "--temp-dir", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --temp-dir ") and "not a folder" in err and len(err.splitlines()) == 1
+
+
+def test_scratch_is_never_in_memory(tmp_path, monkeypatch):
+    """Where the temporary folder is a tmpfs (/dev/shm, or /tmp on some systems), a run's scratch
+    folder goes to the user's cache folder instead: staging and spilling there would use memory."""
+    if not duckdb_events.in_memory("/dev/shm"):
+        pytest.skip("no tmpfs at /dev/shm to compare with")
+    monkeypatch.setattr(tempfile, "tempdir", "/dev/shm")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert duckdb_events.scratch_root() == str(tmp_path / "sigma-transpile")
+    assert duckdb_events.scratch_root(tmp_path) == str(tmp_path) and not duckdb_events.in_memory(tmp_path)
+
+
 def test_timeline_is_sorted_by_time_then_event_id_then_title(rules_dir, logs):
     report = hunt.run([rules_dir], [logs], "duckdb")
     keys = [(hunt.time_key(d.time), d.event_id or "", d.title) for d in report.detections]
@@ -258,8 +349,8 @@ def test_scan_fills_the_table_load_cloudtrail_fills(logs):
     assert scan.rows == len(events) and scan.duplicates == 0
     assert normal(con.execute("SELECT * EXCLUDE (row_id) FROM scanned ORDER BY row_id").fetchall()) == \
         normal(con.execute("SELECT * EXCLUDE (row_id) FROM loaded ORDER BY row_id").fetchall())
-    sources = con.execute("SELECT file, idx FROM scanned_sources ORDER BY row_id").fetchall()
-    assert [(scan.files[f], i) for f, i in sources] == [(e.source, e.index) for e in events]
+    places = [engines.place(r) for (r,) in con.execute("SELECT row_id FROM scanned ORDER BY row_id").fetchall()]
+    assert [(scan.files[f], i) for f, i in places] == [(e.source, e.index) for e in events]
 
 
 def normal(value):
@@ -309,9 +400,12 @@ def test_corpus_engines_agree(monkeypatch):
     assert [e.path for e in duck.bad_files] == [e.path for e in ref.bad_files]
     assert (duck.records, duck.duplicates) == (ref.records, ref.duplicates)
     assert hunt.rows(duck) == hunt.rows(ref)
-    no_correlation_sql(monkeypatch)                  # correlation.alerts instead
-    again = hunt.run(rules, [corpus_path("cloudtrail")], "duckdb")
-    assert [a.as_dict() for a in again.alerts] == [a.as_dict() for a in ref.alerts]
+    # In batches of 2 MiB of JSON (about twenty), within 128 MiB, and correlation.alerts
+    # instead of the correlation queries: the same timeline.
+    no_correlation_sql(monkeypatch)
+    monkeypatch.setattr(DuckDBEngine, "batch", 2 << 20)
+    again = hunt.run(rules, [corpus_path("cloudtrail")], "duckdb", memory=128 << 20)
+    assert hunt.rows(again) == hunt.rows(ref) and again.alerts
 
 
 @pytest.mark.corpus
@@ -462,6 +556,28 @@ def test_control_characters_and_formulas_from_logs_and_rules_are_neutralised(rul
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 2 and all(line.endswith("eventID=id-\\x0d\\x0aforged line") for line in printed)
     assert "'IAM user \\x1b[2J created'" in printed[0]
+
+
+def test_jsonl_lines_are_json_dumps_whoever_writes_them(rules_dir, tmp_path, capsys):
+    """DuckDB writes the jsonl lines itself (to_json), Python where DuckDB's escapes differ:
+    every line is json.dumps of the row, on both engines, whatever the values hold."""
+    logs = tmp_path / "odd"
+    logs.mkdir()
+    texts = ["".join(map(chr, range(32))), 'q"b\\s/\\u000B\u2028\u00e9\U0001f600\x7f', "\x0b", "plain"]
+    records = [record(i, "CreateUser", eventID=f"id-{i}{t}", sourceIPAddress=t, awsRegion=t[::-1],
+                      userIdentity={"userName": t}) for i, t in enumerate(texts)]
+    (logs / "o.json").write_text(json.dumps({"Records": records}))
+    (rules_dir / "create_user.yml").write_text(RULES["create_user.yml"].replace(
+        "title: IAM user created", 'title: "IAM \\x0b \\u00e9 \\\\u000B created"').lstrip())
+    out = {}
+    for engine in hunt.ENGINES:
+        assert main(["hunt", str(rules_dir), "--logs", str(logs), "--engine", engine, "--format", "jsonl",
+                     "-o", str(tmp_path / f"{engine}.jsonl")]) == 1     # chain.yml names the old title
+        out[engine] = (tmp_path / f"{engine}.jsonl").read_text()
+    report = hunt.run([rules_dir], [logs], "evaluator")
+    assert out["duckdb"] == out["evaluator"] == "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                                        for r in hunt.rows(report))
+    assert len(report.detections) == 4 and "\\u000b" in out["duckdb"] and "\\u000B" in out["duckdb"]
 
 
 def test_the_table_fits_the_terminal_and_elides_long_cells(rules_dir, tmp_path):

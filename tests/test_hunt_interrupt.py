@@ -110,5 +110,7 @@ def test_interrupt_at_ten_moments(hunt_set):
             interrupted += 1
             assert err.splitlines()[-1] == "interrupted", where
         else:                                   # it had finished before the signal came
-            assert child.returncode == 0 and out.read_text() == whole, where
+            # After the summary, with its handlers restored, the process may still be exiting:
+            # a signal then ends it as signals end processes (the entry point's to close).
+            assert out.read_text() == whole and " detections" in err and child.returncode in (0, -sig), where
     assert interrupted >= 7, interrupted

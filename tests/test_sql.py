@@ -216,7 +216,11 @@ def test_hostile_values_select_like_the_evaluator(con, value, op, other):
                                    (CLOUDTRAIL, "requestParameters.k", duckdb_events.load_cloudtrail)]:
         r = rule({"sel": {field + op: value}}, logsource)
         events = [{field: t} if "." not in field else {"requestParameters": {"k": t}} for t in texts]
-        sql = DUCKDB.convert(r)
+        try:
+            sql = DUCKDB.convert(r)
+        except Unsupported as e:   # a value that could tell an object's JSON texts apart (test_object_text)
+            assert "." in field and e.kind == "json", e
+            continue
         load(con, events)
         assert duck_rows(con, sql) == [n for n, e in enumerate(events) if matches(r.query, e)], (sql, events)
 

@@ -143,6 +143,12 @@ def _parser() -> argparse.ArgumentParser:
     hunt.add_argument("-o", "--output", metavar="FILE", help="write the timeline here (default: stdout)")
     hunt.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     max_event_size(hunt)
+    hunt.add_argument("--memory", type=byte_size, metavar="SIZE",
+                      help="the DuckDB engine's memory limit: beyond it, DuckDB spills to --temp-dir "
+                           "(default 1G; e.g. 512M, 4G)")
+    hunt.add_argument("--temp-dir", metavar="DIR",
+                      help="a folder on disk where the DuckDB engine stages logs and spills (default: the "
+                           "system's temporary folder, or ~/.cache/sigma-transpile where that is held in memory)")
     hunt.set_defaults(func=cmd_hunt)
 
     test = sub.add_parser("test", help="run each rule's own test events on the evaluator and on the targets' queries",
@@ -681,11 +687,13 @@ def cmd_hunt(args) -> int:
             bar = bars[label] = batch.Progress(enabled=not args.no_progress, label=label)
         bar.update(done, total)
 
+    if args.temp_dir and not Path(args.temp_dir).is_dir():
+        raise TranspileError(f"--temp-dir {args.temp_dir}: not a folder", kind="option")
     placeholders = _placeholders(args.placeholders) if args.placeholders else None
     stop = _Interrupts()
     try:
-        with stop:
-            report = hunt.run(args.rules, args.logs, args.engine, placeholders, progress, args.max_event_size)
+        with stop, hunt.hunting(args.rules, args.logs, args.engine, placeholders, progress, args.max_event_size,
+                                args.memory, args.temp_dir) as report:
             for bar in bars.values():
                 bar.clear()
             _report(report.rule_errors)

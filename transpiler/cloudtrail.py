@@ -14,6 +14,8 @@ eventTime; records are delivered at least once, so a repeated eventID is the sam
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .evaluate import text
 
 TEXT, JSON, MAP = "VARCHAR", "JSON", "MAP"
@@ -80,20 +82,19 @@ def record(event, spec=SCHEMA) -> dict | None:
     one); anything of the wrong shape is None."""
     if not isinstance(event, dict):
         return None
-    row = {}
-    for column, key, kind in spec:
-        value = event.get(key)
-        if isinstance(kind, tuple):
-            row[column] = record(value, kind)
-        elif isinstance(kind, list):
-            items = [value] if isinstance(value, dict) else value if isinstance(value, list) else None
-            row[column] = None if items is None else [record(i, kind[0]) for i in items if isinstance(i, dict)]
-        elif kind == MAP:
-            row[column] = ({k: text(v) for k, v in value.items() if v is not None}
-                           if isinstance(value, dict) else None)
-        else:
-            row[column] = None if value is None else text(value)
-    return row
+    return {column: shape(event.get(key), kind) for column, key, kind in spec}
+
+
+def shape(value, kind):
+    """A record's value as the table holds it in a column of `kind` (record())."""
+    if isinstance(kind, tuple):
+        return record(value, kind)
+    if isinstance(kind, list):
+        items = [value] if isinstance(value, dict) else value if isinstance(value, list) else None
+        return None if items is None else [record(i, kind[0]) for i in items if isinstance(i, dict)]
+    if kind == MAP:
+        return {k: text(v) for k, v in value.items() if v is not None} if isinstance(value, dict) else None
+    return None if value is None else text(value)
 
 
 def columns(names) -> tuple:
@@ -103,15 +104,34 @@ def columns(names) -> tuple:
 
 def values(event, paths) -> dict:
     """path -> value, for column paths of the table (`eventname`, `useridentity.arn`), as the
-    table holds them for this event (record())."""
-    row = record(event, columns({p.split(".")[0] for p in paths})) or {}
-    out = {}
-    for path in paths:
-        value = row
-        for part in path.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        out[path] = value
-    return out
+    table holds them for this event (record()), shaping only what the paths reach."""
+    return {path: _value(event, _steps(path)) for path in paths}
+
+
+@lru_cache(maxsize=None)
+def _steps(path: str) -> tuple:
+    """The record's keys down a column path, and the spec or type where it ends (None: the
+    table has no such column)."""
+    spec, keys = SCHEMA, []
+    for part in path.split("."):
+        found = next((c for c in spec if c[0] == part), None) if isinstance(spec, tuple) else None
+        if found is None:
+            return (), None
+        keys.append(found[1])
+        spec = found[2]
+    return tuple(keys), spec
+
+
+def _value(event, steps):
+    keys, kind = steps
+    if kind is None:
+        return None
+    value = event
+    for key in keys:                 # struct members: what is not an object has no members
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return shape(value, kind)
 
 
 def sigma_fields(spec=SCHEMA, key_prefix="", column_prefix="") -> dict:

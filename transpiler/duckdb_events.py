@@ -13,8 +13,10 @@ Each row carries `row_id`: the event's position in the list given, to map rows b
 Values are stored as the evaluator's text forms (evaluate.text): strings as they are,
 true/false, numbers as JSON writes them, objects as compact JSON.
 
-scan_cloudtrail() fills the same CloudTrail table straight from files, without building the
-events in Python: DuckDB parses the JSON (for `hunt`, many thousand files a second).
+Files go into the same CloudTrail table without building the events in Python: a batch of
+files is read and gunzipped into JSON lines in a folder on disk (Staged), then DuckDB parses
+them (load_staged), only the columns asked for, leaving out records whose eventID an earlier
+batch kept. scan_cloudtrail() does both for a set of files at once.
 
 duckdb itself is imported by connect() only: the callers hand in a connection.
 """
@@ -29,6 +31,8 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import re2
 
 from . import cloudtrail, evaluate
 from .backends.sql import identifier, literal
@@ -148,67 +152,84 @@ def _load(con, table, spec, rows, ids=None) -> int:
 
 @dataclass
 class Scan:
-    """What scan_cloudtrail() read."""
+    """What load_staged() (or scan_cloudtrail()) read."""
 
-    files: list = field(default_factory=list)        # every event file, in reading order
+    files: list = field(default_factory=list)        # the files read, in reading order
     rows: int = 0                                     # records in the table
     duplicates: int = 0                               # records left out: an earlier one had their eventID
-    errors: list = field(default_factory=list)        # EventsError per unreadable file
+    errors: list = field(default_factory=list)        # EventsError per unreadable file, in file order
     slow: int = 0                                     # files read by Python rather than by DuckDB
 
 
 # Delivered CloudTrail files are one line of {"Records": [...]}; anything else is read as JSON
-# and unpacked in SQL. A comma before a closing bracket is JSON that DuckDB's reader accepts
-# and Python's rejects: such files (and any DuckDB fails on) are read by events.py instead, so
-# both read exactly the same files. events.py reads text as utf-8-sig: the BOM goes.
+# and unpacked in SQL. DuckDB's JSON reader (yyjson) accepts what Python's rejects: a comma
+# before a closing bracket, and nan, inf, infinity in any case (Python: NaN, Infinity only).
+# Files that may hold either (a string may look so too: then Python reads a good file) and
+# any DuckDB fails on are read by events.py instead, so both read exactly the same files.
+# events.py reads text as utf-8-sig: the BOM goes.
 _WRAPPER = re.compile(rb'\{\s*"Records"\s*:\s*\[')
-_TRAILING_COMMA = re.compile(rb",\s*[\]}]")
+_LENIENT = re2.compile(rb",[ \t\n\r]*[\]}]|[:,\[][ \t\n\r]*-?(?i:nan|inf|infinity)[ \t\n\r]*[,\]}]")
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def scan_cloudtrail(con, paths, table: str = "cloudtrail_logs", dedupe: bool = False, progress=None,
-                    lowered: tuple = (), max_bytes: int = MAX_EVENT_BYTES) -> Scan:
+                    lowered: tuple = (), max_bytes: int = MAX_EVENT_BYTES, columns=None) -> Scan:
     """Read CloudTrail files and folders (the shapes events.py reads) into `table`, shaped as
-    load_cloudtrail() shapes it, and `<table>_sources` (row_id, file, idx): the file's number
-    in Scan.files and the record's position in that file. `lowered` columns (eventname...) get
-    a lower-case copy, `_lower_<column>`, for fast prefilters.
+    load_cloudtrail() shapes it: all the files as one batch (Staged, then load_staged()).
+    Scan.files lists them; a row_id's file number indexes that list."""
+    files = [str(f) for f in event_files(paths)]
+    with Scratch() as scratch:
+        with Staged(iter(enumerate(files)), scratch.path, progress=progress, max_bytes=max_bytes,
+                    total=len(files)) as staged:
+            return load_staged(con, staged, table, dedupe, lowered, columns)
 
-    row_id is file number * 2^32 + position: ordered by row_id, rows are in file order.
-    dedupe: a record whose eventID an earlier record has is left out (CloudTrail delivers at
-    least once, so the same record may sit in several files).
-    A file that cannot be read is an EventsError in Scan.errors (events.py's message) and the
-    others are still read; files are read as events.py reads them (read_event_bytes: regular
-    files only, at most max_bytes of JSON). progress(done, total) follows the files.
 
-    One difference from load_cloudtrail(), invisible to queries: a struct member whose JSON
-    value is not an object (a string in userIdentity) is a struct of NULLs, not NULL.
+class Scratch:
+    """A run's own folder for staged files and DuckDB's spill files, on disk (scratch_root),
+    named after the process, so that a later run removes it if this one is killed; removed
+    on close()."""
 
-    Two steps, for callers with other work meanwhile: stage_files() (Python, reads the files),
-    then load_staged() (DuckDB, without Python's lock)."""
-    with stage_files(event_files(paths), progress, max_bytes) as staged:
-        return load_staged(con, staged, table, dedupe, lowered)
+    def __init__(self, root=None):
+        remove_stale(root)
+        self.path = tempfile.mkdtemp(prefix=f"{_STAGED}{os.getpid()}-", dir=scratch_root(root))
+
+    def close(self):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class Staged:
-    """Files read and gunzipped into JSON-lines files for DuckDB (a temporary folder, named
-    after this process so that a later run removes it if this one is killed)."""
+    """A batch of event files read (events.read_event_bytes: regular files only, at most
+    max_bytes of JSON each, gunzipped) into JSON-lines files in a folder of its own under
+    `folder`, one line {"f": file number, "d": the file's JSON} per file, for DuckDB:
+    `wrapped` (CloudTrail's {"Records": [...]}) and `other`. Files DuckDB would read otherwise
+    than events.py are in `slow`, blank ones in `blank`, unreadable ones in `errors`.
 
-    def __init__(self, files, progress=None, max_bytes: int = MAX_EVENT_BYTES):
-        self.files = [str(f) for f in files]
+    `files` is an iterator of (file number, path): the batch takes files from it until it
+    holds `limit` bytes of JSON (all of them by default), so that successive batches share
+    one iterator. `stop` (a threading.Event) abandons the batch between two files."""
+
+    def __init__(self, files, folder, limit: int | None = None, progress=None, max_bytes: int = MAX_EVENT_BYTES,
+                 stop=None, total: int = 0):
+        self.files = []           # (file number, path) of the batch, in order
         self.max_bytes = max_bytes
-        self.errors = {}          # file no -> EventsError
-        remove_stale()
-        self._dir = tempfile.TemporaryDirectory(prefix=f"{_STAGED}{os.getpid()}-", dir=_scratch(self.files))
+        self.errors = {}          # file number -> EventsError
+        self.folder = tempfile.mkdtemp(prefix="batch-", dir=folder)
         try:
-            self.wrapped, self.other = Path(self._dir.name) / "wrapped.jsonl", Path(self._dir.name) / "other.jsonl"
-            self.slow, self.blank, self.longest = _write_lines(self, progress)
+            self.wrapped, self.other = Path(self.folder) / "wrapped.jsonl", Path(self.folder) / "other.jsonl"
+            self.slow, self.blank, self.longest = _write_lines(self, files, limit, progress, stop, total)
             self.size = self.wrapped.stat().st_size + self.other.stat().st_size   # bytes of JSON for DuckDB
         except BaseException:
-            self._dir.cleanup()
+            self.cleanup()
             raise
 
     def cleanup(self):
-        self._dir.cleanup()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self):
         return self
@@ -217,31 +238,48 @@ class Staged:
         self.cleanup()
 
 
-def stage_files(files, progress=None, max_bytes: int = MAX_EVENT_BYTES) -> Staged:
-    """Stage event files (not folders), numbered in the order given."""
-    return Staged(files, progress, max_bytes)
+class Stopped(Exception):
+    """Staging was abandoned (Staged's `stop` was set)."""
 
 
 def load_staged(con, staged: Staged, table: str = "cloudtrail_logs", dedupe: bool = False,
-                lowered: tuple = ()) -> Scan:
-    """The DuckDB half of scan_cloudtrail()."""
+                lowered: tuple = (), columns=None, seen: str | None = None) -> Scan:
+    """(Re)create `table` from a staged batch, shaped as load_cloudtrail() shapes it, and say
+    what was read. A file that cannot be read is an EventsError in Scan.errors (events.py's
+    message) and the others are still read.
+
+    row_id is file number * 2^32 + position in the file: ordered by row_id, rows are in file
+    order. `lowered` columns (eventname...) get a lower-case copy `_lower_<column>`, for fast
+    prefilters. `columns`: only these columns of cloudtrail.SCHEMA (all by default; queries
+    that read no other column select the same rows). dedupe: a record whose eventID an
+    earlier record has is left out (CloudTrail delivers at least once): earlier in this batch,
+    or kept by an earlier batch when `seen` names the table (eventid) of the IDs kept so far,
+    which this batch's are added to.
+
+    One difference from load_cloudtrail(), invisible to queries: a struct member whose JSON
+    value is not an object (a string in userIdentity) is a struct of NULLs, not NULL."""
     order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
     con.execute("SET preserve_insertion_order = false")   # rows carry their place: files load in parallel
     try:
-        return _load_staged(con, staged, table, dedupe, lowered)
+        return _load_staged(con, staged, table, dedupe, lowered, _spec(columns), seen)
     finally:
         con.execute(f"SET preserve_insertion_order = {'true' if order else 'false'}")
 
 
-def _load_staged(con, staged: Staged, table, dedupe, lowered) -> Scan:
-    """One pass: each line's records unnested and shaped into the table, with their place
-    (_f, _idx), _marker rows standing for files without records (so every file DuckDB read
-    has a row), and _odd for items that are not objects or have none of CloudTrail's keys
+def _spec(columns) -> tuple:
+    return CLOUDTRAIL if columns is None else cloudtrail.columns(columns)
+
+
+def _load_staged(con, staged: Staged, table, dedupe, lowered, spec, seen) -> Scan:
+    """One pass: each line's records unnested and shaped into a table of the batch, with their
+    place (_f, _idx), _marker rows standing for files without records (so every file DuckDB
+    read has a row), and _odd for items that are not objects or have none of the keys read
     (the JSON reader makes both NULLs). Such files, and those DuckDB did not read, go to
-    events.py, which reads them as it reads them for the evaluator, or says why it cannot."""
-    scan = Scan(files=staged.files)
-    record = _duck_record(CLOUDTRAIL)
-    name = identifier(table)
+    events.py, which reads them as it reads them for the evaluator, or says why it cannot.
+    Then the batch's records, duplicates deleted, become `table`."""
+    scan = Scan(files=[path for _, path in staged.files])
+    record = _duck_record(spec)
+    parsed, name = identifier(f"_parsed_{table}"), identifier(table)
     sources = []
     for path, shape in ((staged.wrapped, f'STRUCT("Records" {record}[])'), (staged.other, "JSON")):
         if path.stat().st_size == 0:
@@ -250,58 +288,104 @@ def _load_staged(con, staged: Staged, table, dedupe, lowered) -> Scan:
             f"list_transform(CASE WHEN json_type(d) = 'ARRAY' THEN json_extract(d, '$[*]') "
             f"WHEN json_type(d) = 'OBJECT' AND json_type(d, '$.Records') = 'ARRAY' "
             f"THEN json_extract(d, '$.Records[*]') WHEN json_type(d) = 'OBJECT' THEN [d] END, "
-            f"lambda x: CASE WHEN json_type(x) = 'OBJECT' THEN json_transform(x, {_structure_literal()}) END)")
+            f"lambda x: CASE WHEN json_type(x) = 'OBJECT' THEN json_transform(x, {_structure_literal(spec)}) END)")
         sources.append(f"SELECT f, {items} AS items FROM read_json({literal(str(path))}, "
                        f"format = 'newline_delimited', columns = {{'f': 'BIGINT', 'd': {literal(shape)}}}, "
                        f"ignore_errors = true, maximum_object_size = {staged.longest + 64}) WHERE f IS NOT NULL")
     lines = " UNION ALL ".join(sources) or f"SELECT NULL::BIGINT AS f, NULL::{record}[] AS items LIMIT 0"
-    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {_columns(lowered)}, _f, _idx, _marker, "
-                f"r IS NULL OR ({_empty('r', CLOUDTRAIL)}) AS _odd FROM ("
+    con.execute(f"CREATE OR REPLACE TABLE {parsed} AS SELECT {_columns(lowered, spec)}, _f, _idx, _marker, "
+                f"r IS NULL OR ({_empty('r', spec)}) AS _odd FROM ("
                 f"SELECT f AS _f, len(items) = 0 AS _marker, "
                 f"generate_subscripts(CASE WHEN len(items) = 0 THEN [NULL] ELSE items END, 1) - 1 AS _idx, "
                 f"unnest(CASE WHEN len(items) = 0 THEN [NULL] ELSE items END) AS r FROM ({lines}) WHERE items IS NOT NULL)")
-    taken = {f for (f,) in con.execute(f"SELECT DISTINCT _f FROM {name}").fetchall()}
-    odd = {f for (f,) in con.execute(f"SELECT DISTINCT _f FROM {name} WHERE _odd AND NOT _marker").fetchall()}
-    pending = sorted(set(staged.slow) | odd | (set(range(len(scan.files))) - taken - staged.blank - set(staged.errors)))
-    con.execute(f"DELETE FROM {name} WHERE _marker OR list_contains($pending, _f)", {"pending": pending})
-    errors = dict(staged.errors)
-    _read_slowly(con, scan, pending, name, lowered, errors, staged.max_bytes)
-    scan.errors = [errors[n] for n in sorted(errors)]    # in file order, as events.py reports them
-    scan.slow = len(pending)
-    total = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-    if dedupe:   # the first record with an eventID keeps it; the rest are left out
-        con.execute(f"DELETE FROM {name} WHERE row_id IN (SELECT row_id FROM (SELECT row_id, eventid FROM {name} "
-                    f"WHERE eventid IS NOT NULL) QUALIFY row_number() OVER (PARTITION BY eventid ORDER BY row_id) > 1)")
-    con.execute(f"CREATE OR REPLACE TABLE {identifier(table + '_sources')} AS "
-                f"SELECT row_id, _f AS file, _idx AS idx FROM {name}")
-    for column in ("_f", "_idx", "_marker", "_odd"):
-        con.execute(f"ALTER TABLE {name} DROP COLUMN {column}")
+    try:
+        taken = {f for (f,) in con.execute(f"SELECT DISTINCT _f FROM {parsed}").fetchall()}
+        odd = {f for (f,) in con.execute(f"SELECT DISTINCT _f FROM {parsed} WHERE _odd AND NOT _marker").fetchall()}
+        numbers = {n for n, _ in staged.files}
+        pending = sorted(set(staged.slow) | odd | (numbers - taken - staged.blank - set(staged.errors)))
+        con.execute(f"DELETE FROM {parsed} WHERE _marker OR list_contains($pending, _f)", {"pending": pending})
+        errors = dict(staged.errors)
+        _read_slowly(con, dict(staged.files), pending, parsed, lowered, spec, errors, staged.max_bytes)
+        scan.errors = [errors[n] for n in sorted(errors)]    # in file order, as events.py reports them
+        scan.slow = len(pending)
+        total = con.execute(f"SELECT count(*) FROM {parsed}").fetchone()[0]
+        if dedupe:   # the first record with an eventID keeps it; the rest are left out
+            repeated = (f"SELECT row_id FROM (SELECT row_id, eventid FROM {parsed} WHERE eventid IS NOT NULL) "
+                        f"QUALIFY row_number() OVER (PARTITION BY eventid ORDER BY row_id) > 1")
+            if seen is not None:
+                con.execute(f"CREATE TABLE IF NOT EXISTS {identifier(seen)} (eventid VARCHAR)")
+                repeated += (f" UNION ALL SELECT row_id FROM {parsed} p "
+                             f"WHERE EXISTS (SELECT 1 FROM {identifier(seen)} s WHERE s.eventid = p.eventid)")
+            con.execute(f"DELETE FROM {parsed} WHERE row_id IN ({repeated})")
+            if seen is not None:
+                con.execute(f"INSERT INTO {identifier(seen)} SELECT eventid FROM {parsed} WHERE eventid IS NOT NULL")
+        for column in ("_f", "_idx", "_marker", "_odd"):
+            con.execute(f"ALTER TABLE {parsed} DROP COLUMN {column}")
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+        con.execute(f"ALTER TABLE {parsed} RENAME TO {name}")
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {parsed}")
     scan.rows = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
     scan.duplicates = total - scan.rows
     return scan
 
 
-def _columns(lowered) -> str:
+def _columns(lowered, spec=CLOUDTRAIL) -> str:
     """The table's columns from a record r (json_transform's struct): row_id is the file's
     number times 2^32 plus the record's place in it, so rows sort in file order."""
     return ", ".join(["_f * 4294967296 + _idx AS row_id"] +
                      [f"{_shape('r.' + identifier(key), kind)} AS {identifier(column)}"
-                      for column, key, kind in CLOUDTRAIL] +
+                      for column, key, kind in spec] +
                      [f"lower(r.{identifier(key)}) AS {identifier('_lower_' + column)}"
-                      for column, key, kind in CLOUDTRAIL if column in lowered and kind == TEXT])
+                      for column, key, kind in spec if column in lowered and kind == TEXT])
 
 
 _STAGED = "sigma-scan-"
+# File systems that hold their files in memory: staging or spilling there would use the memory
+# the limit is meant to spare.
+_IN_MEMORY = {"tmpfs", "ramfs"}
 
 
-def remove_stale():
-    """Remove staging folders of runs that were killed (SIGKILL, power loss): ours (same
-    user), in /dev/shm or the temporary folder, named after a process that no longer exists.
-    /dev/shm is memory: nothing there may outlive the run that made it."""
+def scratch_root(folder=None) -> str:
+    """Where a run stages log files and DuckDB spills: `folder` when given, else the system's
+    temporary folder ($TMPDIR, else /tmp), unless that file system is held in memory (tmpfs:
+    /tmp on some systems), then the user's cache folder ($XDG_CACHE_HOME, else ~/.cache)."""
+    if folder is not None:
+        return str(folder)
+    tmp = tempfile.gettempdir()
+    if not in_memory(tmp):
+        return tmp
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sigma-transpile"
+    cache.mkdir(parents=True, exist_ok=True)
+    return str(cache)
+
+
+def in_memory(path) -> bool:
+    """Whether the file system holding `path` keeps its files in memory (tmpfs, ramfs), as
+    /proc/self/mounts says (Linux; elsewhere unknown, so False)."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text(errors="replace")
+    except OSError:
+        return False
+    real, best, kind = os.path.realpath(path), "", None
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[1])   # \040 is a space
+        if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, kind = point, parts[2]
+    return kind in _IN_MEMORY
+
+
+def remove_stale(root=None):
+    """Remove scratch folders of runs that were killed (SIGKILL, power loss): ours (same
+    user), where runs put them (and /dev/shm, where earlier versions staged), named after a
+    process that no longer exists."""
     found = []
-    for root in {Path("/dev/shm"), Path(tempfile.gettempdir())}:
+    for folder in {Path("/dev/shm"), Path(tempfile.gettempdir()), Path(scratch_root(root))}:
         try:
-            found += root.glob(f"{_STAGED}*-*")
+            found += folder.glob(f"{_STAGED}*-*")
         except OSError:
             continue
     for path in found:
@@ -314,20 +398,6 @@ def remove_stale():
             shutil.rmtree(path, ignore_errors=True)
         except OSError:      # PermissionError: the process exists (another user's); gone meanwhile
             continue
-
-
-def _scratch(files) -> str | None:
-    """Where the line files go: memory-backed /dev/shm where there is one with room to spare
-    for them (CloudTrail's gzip files inflate about tenfold), else the temporary folder."""
-    shm = Path("/dev/shm")
-    if not (shm.is_dir() and os.access(shm, os.W_OK)):
-        return None
-    try:
-        need = 10 * sum(os.stat(f).st_size for f in files)
-        room = shutil.disk_usage(shm).free
-    except OSError:
-        return None
-    return str(shm) if need < room // 4 else None
 
 
 # Python's JSON reader fails on nesting somewhat under its recursion limit (1000); DuckDB's
@@ -356,53 +426,67 @@ def _shallow(data: bytes) -> bool:
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 
 
-def _write_lines(staged: Staged, progress):
+def _write_lines(staged: Staged, files, limit, progress, stop, total):
     """One line per file, {"f": n, "d": <the file's JSON>}, into wrapped (CloudTrail's
-    {"Records": [...]}) or other. Returns the files for Python, the blank ones, the longest
-    line; files that cannot be read are in staged.errors."""
-    slow, blank, longest = [], set(), 0
-    files = staged.files
+    {"Records": [...]}) or other, taking files until `limit` bytes are read. Returns the
+    files for Python, the blank ones, the longest line; files that cannot be read are in
+    staged.errors."""
+    slow, blank, longest, size = [], set(), 0, 0
     with open(staged.wrapped, "wb") as w, open(staged.other, "wb") as o:
-        for n, path in enumerate(files):
+        for n, path in files:
+            if stop is not None and stop.is_set():
+                raise Stopped
+            staged.files.append((n, path))
             if progress is not None:
-                progress(n + 1, len(files))
+                progress(n + 1, total)
             try:
                 data = read_event_bytes(path, staged.max_bytes)
             except EventsError as e:
                 staged.errors[n] = e
                 continue
-            if not _shallow(data):
+            size += len(data)              # files for Python count too: they are read per batch
+            line = _line(data)
+            if line is None:
                 slow.append(n)
-                continue
-            if data[:3] == _UTF8_BOM:
-                data = data[3:]
-            if data[:1].isspace() or data[-1:].isspace():
-                data = data.strip()
-            if not data:
+            elif not line:
                 blank.add(n)
-                continue
-            if not data.isascii():
-                try:
-                    data.decode("utf-8")
-                except UnicodeDecodeError:
-                    slow.append(n)
-                    continue
-            if _TRAILING_COMMA.search(data):
-                slow.append(n)
-                continue
-            if b"\n" in data or b"\r" in data:
-                # A line break inside a JSON string is invalid JSON, but not once it is a space:
-                # only JSON that Python reads (so with breaks between tokens alone) is joined up.
-                if not _valid_json(data):
-                    slow.append(n)
-                    continue
-                data = data.replace(b"\r", b" ").replace(b"\n", b" ")
-            out = w if _WRAPPER.match(data) else o
-            out.write(b'{"f":%d,"d":' % n)
-            out.write(data)
-            out.write(b"}\n")
-            longest = max(longest, len(data))
+            else:
+                out = w if _WRAPPER.match(line) else o
+                out.write(b'{"f":%d,"d":' % n)
+                out.write(line)
+                out.write(b"}\n")
+                longest = max(longest, len(line))
+            if limit is not None and size >= limit:
+                break
     return slow, blank, longest
+
+
+def _line(data: bytes) -> bytes | None:
+    """A file's JSON as one line DuckDB reads as events.py reads the file (b"" when blank),
+    or None when only events.py can tell (deep nesting, not UTF-8, _LENIENT JSON, line
+    breaks where the JSON is not valid)."""
+    if not _shallow(data):
+        return None
+    if data[:3] == _UTF8_BOM:
+        data = data[3:]
+    if data[:1].isspace() or data[-1:].isspace():
+        data = data.strip()
+    if not data:
+        return data
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if _LENIENT.search(data):
+        return None
+    if b"\n" in data or b"\r" in data:
+        # A line break inside a JSON string is invalid JSON, but not once it is a space:
+        # only JSON that Python reads (so with breaks between tokens alone) is joined up.
+        if not _valid_json(data):
+            return None
+        data = data.replace(b"\r", b" ").replace(b"\n", b" ")
+    return data
 
 
 def _valid_json(data: bytes) -> bool:
@@ -413,11 +497,12 @@ def _valid_json(data: bytes) -> bool:
     return True
 
 
-def _read_slowly(con, scan: Scan, numbers, name: str, lowered, errors: dict, max_bytes: int):
-    """Read files with events.py; their records join the table, their errors `errors`."""
+def _read_slowly(con, paths: dict, numbers, name: str, lowered, spec, errors: dict, max_bytes: int):
+    """Read files (file number -> path) with events.py; their records join the table `name`,
+    their errors `errors`."""
     rows = []
     for n in numbers:
-        path = scan.files[n]
+        path = paths[n]
         try:
             events = parse_events(read_text(path, max_bytes), path)
             rows += [{"f": n, "i": i, "j": json.dumps(e)} for i, e in enumerate(events)]
@@ -431,9 +516,9 @@ def _read_slowly(con, scan: Scan, numbers, name: str, lowered, errors: dict, max
                 "FROM (SELECT unnest($rows::STRUCT(f BIGINT, i BIGINT, j VARCHAR)[]) AS r)", {"rows": rows})
     for (n,) in con.execute("SELECT DISTINCT f FROM _slow WHERE NOT ok ORDER BY f").fetchall():
         # Python reads it, DuckDB's JSON does not (a lone surrogate escape, a number out of range)
-        errors[n] = EventsError("DuckDB cannot read this file's JSON", path=scan.files[n])
-    con.execute(f"INSERT INTO {name} SELECT {_columns(lowered)}, _f, _idx, FALSE, FALSE FROM ("
-                f"SELECT f AS _f, i AS _idx, json_transform(j, {_structure_literal()}) AS r FROM _slow "
+        errors[n] = EventsError("DuckDB cannot read this file's JSON", path=paths[n])
+    con.execute(f"INSERT INTO {name} SELECT {_columns(lowered, spec)}, _f, _idx, FALSE, FALSE FROM ("
+                f"SELECT f AS _f, i AS _idx, json_transform(j, {_structure_literal(spec)}) AS r FROM _slow "
                 f"WHERE f NOT IN (SELECT f FROM _slow WHERE NOT ok))")
     con.execute("DROP TABLE _slow")
 
@@ -445,8 +530,8 @@ def _structure(spec) -> dict:
             for _, key, kind in spec}
 
 
-def _structure_literal() -> str:
-    return literal(json.dumps(_structure(CLOUDTRAIL)))
+def _structure_literal(spec=CLOUDTRAIL) -> str:
+    return literal(json.dumps(_structure(spec)))
 
 
 def _duck_record(spec) -> str:

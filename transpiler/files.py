@@ -143,7 +143,7 @@ def _gunzip(f, limit: int, keep: int) -> bytes | None:
     None once more than `keep` bytes came out (the rest is inflated to check the limit, and
     dropped)."""
     f.seek(0)
-    out, size = io.BytesIO(), 0
+    out, size = [], 0                # chunks, joined once at the end (no copy for a single one)
     inflate, data, started = zlib.decompressobj(31), b"", False
     while True:
         if not data and not (data := f.read(_CHUNK)):
@@ -159,12 +159,14 @@ def _gunzip(f, limit: int, keep: int) -> bytes | None:
         if size > limit:
             raise _too_large(limit)
         if out is not None:
-            out.write(chunk)
+            out.append(chunk)
             if size > keep:
                 out = None
     if started and not inflate.eof:
         raise EOFError("the gzip data ends before its end marker (a truncated file?)")
-    return out.getvalue() if out is not None else None
+    if out is None:
+        return None
+    return out[0] if len(out) == 1 else b"".join(out)
 
 
 # --- folders -------------------------------------------------------------------------------------

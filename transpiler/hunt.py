@@ -18,18 +18,23 @@ file and position): the output is the same for both engines and from run to run.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import gc
 import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 from . import cloudtrail, engines
+from .engines import time_order
 from .errors import TranspileError, printable
-from .evaluate import timestamp
 from .events import MAX_EVENT_BYTES, find_event_files
+
+try:                    # the C function json.dumps uses for strings (ensure_ascii=False)
+    from _json import encode_basestring as _json_string
+except ImportError:     # pragma: no cover  (Python without the _json accelerator)
+    from json.encoder import py_encode_basestring as _json_string
 
 ENGINES = ("duckdb", "evaluator")
 LEVELS = ("critical", "high", "medium", "low", "informational")
@@ -39,8 +44,7 @@ _USER = ("useridentity.arn", "useridentity.username", "useridentity.invokedby", 
 SHOWN = ("eventtime", "eventname", *_USER, "sourceipaddress", "awsregion", "eventid")
 
 
-@dataclass(frozen=True)
-class Detection:
+class Detection(NamedTuple):
     """A rule selected an event."""
 
     time: str | None
@@ -82,20 +86,15 @@ def alert_key(alert):
 
 @lru_cache(maxsize=65536)
 def time_key(value):
-    """Sort key of an event time: parsed ISO-8601 times in order (naive ones as UTC), then any
-    other text, then none."""
-    moment = timestamp(value) if value is not None else None
-    if moment is not None:
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.timezone.utc)
-        return (0, moment.timestamp(), value)
-    return (1, 0.0, value or "") if value is not None else (2, 0.0, "")
+    """Sort key of an event time (engines.time_order): ISO-8601 times in time order (naive
+    ones as UTC), then any other text, then none."""
+    return time_order(value)
 
 
 @dataclass
 class Report:
     engine: str
-    detections: list = field(default_factory=list)    # Detection, sorted
+    detections: list | None = None   # Detection, sorted: run() fills it; hunting() streams them (timeline())
     alerts: list = field(default_factory=list)        # correlation.Alert, sorted
     rules: int = 0                 # rules run (CloudTrail detection rules, correlations' included)
     correlations: int = 0
@@ -108,25 +107,62 @@ class Report:
     rule_errors: list = field(default_factory=list)   # TranspileError
     on_evaluator: list = field(default_factory=list)  # duckdb: why each rule the evaluator ran could not run as SQL
     queries: int = 0               # duckdb: rules run as SQL (the others could not select anything)
+    counts: dict = field(default_factory=dict)        # (level, title, rule id) -> detections
     phases: dict = field(default_factory=dict)        # seconds
+    _stream: object = None         # () -> (time_order, Detection) in timeline order, while hunting()
+    _lines: object = None          # () -> jsonl() from the engine, while hunting()
 
     @property
     def events(self) -> int:
         return self.records - self.duplicates
 
+    def timeline(self):
+        """(time_order of its time, Detection) for every detection, in timeline order."""
+        if self.detections is not None:
+            return ((time_key(d.time), d) for d in self.detections)
+        return self._stream()
+
+    def jsonl(self):
+        """(time_order, eventID, title, its jsonl line) for every detection, in timeline order."""
+        if self.detections is not None:
+            return ((time_key(d.time), d.event_id or "", d.title, _jsonl(d)) for d in self.detections)
+        return self._lines()
+
 
 def run(rule_paths, log_paths, engine="duckdb", placeholders=None, progress=None,
-        max_bytes: int = MAX_EVENT_BYTES) -> Report:
-    """Load the rules, read the logs, run every CloudTrail rule and correlation on `engine`.
-    progress(label, done, total) follows the slow steps."""
+        max_bytes: int = MAX_EVENT_BYTES, memory: int | None = None, temp_dir=None) -> Report:
+    """Load the rules, read the logs, run every CloudTrail rule and correlation on `engine`;
+    the Report holds every detection (Report.detections). For logs of any size, hunting()
+    streams them instead. progress(label, done, total) follows the slow steps."""
+    with hunting(rule_paths, log_paths, engine, placeholders, progress, max_bytes, memory, temp_dir) as report:
+        report.detections = [d for _, d in report.timeline()]
+    return report
+
+
+@contextlib.contextmanager
+def hunting(rule_paths, log_paths, engine="duckdb", placeholders=None, progress=None,
+            max_bytes: int = MAX_EVENT_BYTES, memory: int | None = None, temp_dir=None):
+    """run(), as a context: the Report's detections are not held but streamed by
+    Report.timeline() (for the DuckDB engine sorted in DuckDB, within its memory limit) until
+    the block ends. memory, temp_dir: the DuckDB engine's memory limit in bytes and where it
+    stages and spills (engines.duckdb)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}")
-    chosen = engines.get(engine)(time_field=cloudtrail.TIME_FIELD, fallback=True)
+    options = {"memory": memory, "temp_dir": temp_dir} if engine == "duckdb" else {}
+    chosen = engines.get(engine)(time_field=cloudtrail.TIME_FIELD, fallback=True, **options)
     missing = chosen.unavailable()
     if missing:
         raise TranspileError(f"the {engine} engine cannot run: {missing}", kind="option")
     with _no_gc():
-        return _run(chosen, rule_paths, log_paths, placeholders, progress, max_bytes)
+        start = time.perf_counter()
+        report = Report(chosen.name)
+        found, report.bad_files = find_event_files(log_paths)
+        files, report.digests = cloudtrail.log_files(found)
+        with chosen.load(engines.Files(tuple(files), dedupe=True, max_bytes=max_bytes), progress) as logs:
+            report.phases["files"] = time.perf_counter() - start
+            _run(chosen, report, logs, rule_paths, placeholders, progress)
+            report.phases["total"] = time.perf_counter() - start
+            yield report
 
 
 @contextlib.contextmanager
@@ -142,17 +178,12 @@ def _no_gc():
             gc.enable()
 
 
-def _run(engine, rule_paths, log_paths, placeholders, progress, max_bytes) -> Report:
+def _run(engine, report, logs, rule_paths, placeholders, progress):
     start = time.perf_counter()
-    report = Report(engine.name)
-    found, report.bad_files = find_event_files(log_paths)
-    files, report.digests = cloudtrail.log_files(found)
-    with engine.load(engines.Files(tuple(files), dedupe=True, max_bytes=max_bytes), progress) as logs:
-        report.phases["files"] = time.perf_counter() - start
-        rules, errors = _load_rules(rule_paths, placeholders, progress)
-        plan = engines.plan(rules, errors, keep=cloudtrail.is_cloudtrail)
-        report.phases["rules"] = time.perf_counter() - start - report.phases["files"]
-        outcome = engine.run(plan.rules, logs, plan.correlations, show=SHOWN, progress=progress)
+    rules, errors = _load_rules(rule_paths, placeholders, progress)
+    plan = engines.plan(rules, errors, keep=cloudtrail.is_cloudtrail)
+    report.phases["rules"] = time.perf_counter() - start
+    outcome = engine.run(plan.rules, logs, plan.correlations, show=SHOWN, progress=progress)
     report.rules, report.correlations, report.skipped = len(plan.rules), len(plan.correlations), plan.skipped
     report.rule_errors = plan.errors + plan.failures(outcome)
     report.files = len(outcome.read.files)
@@ -161,18 +192,48 @@ def _run(engine, rule_paths, log_paths, placeholders, progress, max_bytes) -> Re
     report.on_evaluator = [reason for n, reason in outcome.fallback.items() if isinstance(n, int)]
     report.queries = outcome.stats.get("sql", 0)
     report.phases.update(outcome.phases)
-    for n, keys in outcome.matches.items():
-        rule = plan.rules[n]
-        if id(rule) in plan.shown:
-            meta = (rule.title, rule.level, rule.id, rule.label)
-            for k in keys:
-                f, index = engines.place(k)
-                report.detections.append(Detection(*shown(outcome.rows[k]), *meta, outcome.read.files[f], index))
-    report.alerts = list(outcome.alerts)
-    report.detections.sort(key=Detection.sort_key)
-    report.alerts.sort(key=alert_key)
-    report.phases["total"] = time.perf_counter() - start
-    return report
+    meta = {n: (r.title, r.level, r.id, r.label) for n in outcome.matches if id(r := plan.rules[n]) in plan.shown}
+    for n, count in outcome.counts().items():
+        if n in meta and count:
+            title, level, rule_id, _ = meta[n]
+            report.counts[(level, title, rule_id or "")] = report.counts.get((level, title, rule_id or ""), 0) + count
+    # Rules in the order of their title, id and file; equal ones share a rank (then the event decides).
+    ranks, rank = {}, {}
+    for n in sorted(meta, key=lambda n: _rule_order(meta[n])):
+        rank[n] = ranks.setdefault(_rule_order(meta[n]), len(ranks))
+    files = outcome.read.files
+
+    def stream():
+        place = engines.place
+        for k, n, values, when, _ in outcome.timeline(rank, "eventtime", "eventid"):
+            f, index = place(k)
+            time, name, arn, user_name, invoked_by, principal, ip, region, event_id = values      # SHOWN
+            user = (arn if arn is not None else user_name if user_name is not None else
+                    invoked_by if invoked_by is not None else principal)
+            yield when, Detection(time, name, user, ip, region, event_id, *meta[n], files[f], index)
+    def lines():
+        line = jsonl_line(meta)
+        for _, n, text, when, event_id in outcome.timeline(rank, "eventtime", "eventid", line):
+            yield when, event_id, meta[n][0], text
+    report._stream, report._lines = stream, lines
+    report.alerts = sorted(outcome.alerts, key=alert_key)
+
+
+def jsonl_line(meta: dict) -> engines.Line:
+    """Detection.as_dict() (what _jsonl writes) for an engine to write: meta is rule no ->
+    (title, level, id, path)."""
+    def rule(i):
+        return "rule", {n: m[i] for n, m in meta.items()}
+    return engines.Line((
+        ("kind", ("value", "detection")), ("time", ("show", "eventtime")), ("rule", rule(0)), ("level", rule(1)),
+        ("event_name", ("show", "eventname")), ("user", ("show", *_USER)), ("source_ip", ("show", "sourceipaddress")),
+        ("region", ("show", "awsregion")), ("event_id", ("show", "eventid")), ("rule_id", rule(2)),
+        ("rule_path", rule(3)), ("file", ("file",)), ("index", ("index",))))
+
+
+def _rule_order(meta) -> tuple:
+    title, _, rule_id, path = meta
+    return title, rule_id or "", path
 
 
 def _load_rules(paths, placeholders, progress):
@@ -190,7 +251,7 @@ class _Bar:
         self.progress(self.label, done, total)
 
 
-def shown(row: dict) -> tuple:
+def shown_values(row: dict) -> tuple:
     """(time, eventName, user, source IP, region, eventID) of the SHOWN values of a row."""
     user = next((row[k] for k in _USER if row.get(k) is not None), None)
     return (row.get("eventtime"), row.get("eventname"), user, row.get("sourceipaddress"), row.get("awsregion"),
@@ -199,7 +260,7 @@ def shown(row: dict) -> tuple:
 
 def shown_fields(event: dict) -> dict:
     """What a detection shows of a CloudTrail record, read as the CloudTrail table holds it."""
-    values = shown(cloudtrail.values(event, SHOWN))
+    values = shown_values(cloudtrail.values(event, SHOWN))
     return dict(zip(("eventtime", "eventname", "user", "sourceipaddress", "awsregion", "eventid"), values))
 
 
@@ -219,16 +280,62 @@ _PRIORITY = ("time", "rule", "level", "user", "event_name", "source_ip", "event_
              "group", "triggers", "correlation_type", "last_time")
 
 
+def entries(report: Report):
+    """Detections and correlation alerts in one timeline: Detection and correlation.Alert items."""
+    return _merged(((when, d.event_id or "", d.title, d) for when, d in report.timeline()), report.alerts)
+
+
+def _merged(items, alerts):
+    """The items, (time_order, eventID, title, item) in timeline order, and the alerts in one
+    timeline: an alert at its first trigger, after the detections of its time, eventID ("")
+    and title."""
+    pending = [(alert_key(a)[:3] + (1,), a) for a in alerts]
+    i = 0
+    for when, event_id, title, item in items:
+        if i < len(pending):
+            here = (when, event_id, title, 0)
+            while i < len(pending) and pending[i][0] < here:
+                yield pending[i][1]
+                i += 1
+        yield item
+    for _, a in pending[i:]:
+        yield a
+
+
 def rows(report: Report) -> list[dict]:
-    """Detections and correlation alerts in one timeline (an alert at its first trigger)."""
-    items = [(d.sort_key(), 0, d.as_dict()) for d in report.detections]
-    items += [(alert_key(a), 1, alert_dict(a)) for a in report.alerts]
-    return [row for _, _, row in sorted(items, key=lambda item: (item[0][:3], item[1], item[0][3:]))]
+    """entries() as dicts (the jsonl lines)."""
+    return [_row(item) for item in entries(report)]
+
+
+def _jsonl(d: Detection) -> str:
+    """json.dumps(d.as_dict(), ensure_ascii=False), without the dict: a timeline may have
+    millions of lines."""
+    time, name, user, ip, region, event_id, title, level, rule_id, path, file, index = map(_json_value, d)
+    return (f'{{"kind": "detection", "time": {time}, "rule": {title}, "level": {level}, "event_name": {name}, '
+            f'"user": {user}, "source_ip": {ip}, "region": {region}, "event_id": {event_id}, '
+            f'"rule_id": {rule_id}, "rule_path": {path}, "file": {file}, "index": {index}}}')
+
+
+def _json_value(value) -> str:
+    """A value as json.dumps(value, ensure_ascii=False) writes it."""
+    if value.__class__ is str:
+        return _json_string(value)
+    if value is None:
+        return "null"
+    if value.__class__ is int:
+        return int.__repr__(value)
+    import json
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _row(item) -> dict:
+    return item.as_dict() if isinstance(item, Detection) else alert_dict(item)
 
 
 def write(report: Report, fmt: str, out, width: int | None = None) -> None:
-    """The timeline in `fmt` (table, csv, jsonl). A table wider than `width` characters has
-    its long cells shortened in the middle (…); csv and jsonl hold every value whole."""
+    """The timeline in `fmt` (table, csv, jsonl), a line at a time. A table wider than `width`
+    characters has its long cells shortened in the middle (…); csv and jsonl hold every
+    value whole."""
     with _no_gc():
         _write(report, fmt, out, width)
 
@@ -236,18 +343,20 @@ def write(report: Report, fmt: str, out, width: int | None = None) -> None:
 def _write(report: Report, fmt: str, out, width) -> None:
     if fmt == "jsonl":
         import json
-        for row in rows(report):
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        encode = json.JSONEncoder(ensure_ascii=False).encode      # json.dumps(row, ensure_ascii=False)
+        for item in _merged(report.jsonl(), report.alerts):
+            out.write((item if item.__class__ is str else encode(alert_dict(item))) + "\n")
     elif fmt == "csv":
         import csv
-        writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in rows(report):
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_FIELDS)
+        for item in entries(report):
+            row = _row(item)
             if row["kind"] == "correlation":
-                row = {**row, "group": ", ".join(f"{k}={v}" for k, v in row["group"].items())}
-            writer.writerow({k: spreadsheet_cell(v) for k, v in row.items()})
+                row["group"] = ", ".join(f"{k}={v}" for k, v in row["group"].items())
+            writer.writerow([spreadsheet_cell(row.get(k)) for k in CSV_FIELDS])
     else:
-        out.write(table([d.as_dict() for d in report.detections], COLUMNS, width))
+        out.writelines(table_lines(lambda: (d.as_dict() for _, d in report.timeline()), COLUMNS, width))
         if report.alerts:
             alerts = [{**alert_dict(a), "group": ", ".join(f"{k}={v}" for k, v in a.group)}
                       for a in report.alerts]
@@ -268,25 +377,39 @@ def spreadsheet_cell(value):
 
 
 def table(items: list[dict], columns, width: int | None = None) -> str:
+    """table_lines() of a list, as one text."""
+    return "".join(table_lines(lambda: items, columns, width))
+
+
+def table_lines(items, columns, width: int | None = None):
     """Plain aligned columns; `-` for no value; control characters escaped (errors.printable).
     Wider than `width`: the least useful columns (_PRIORITY) are left out until the rest fit
     with rule, user and group at _LEAST characters or more, the widest of those give up
-    characters first, and a cell longer than its column keeps its start and end (…)."""
-    cells = [[printable(str(item.get(key))) if item.get(key) not in (None, "") else "-" for key, _ in columns]
-             for item in items]
-    widths = [max([len(head)] + [len(row[i]) for row in cells]) for i, (_, head) in enumerate(columns)]
+    characters first, and a cell longer than its column keeps its start and end (…).
+    items() gives the rows afresh: they are read twice, for the widths, then for the lines."""
+    def cells():
+        for item in items():
+            yield [printable(str(item.get(key))) if item.get(key) not in (None, "") else "-" for key, _ in columns]
+
+    widths = [len(head) for _, head in columns]
+    for row in cells():
+        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+    shown = list(range(len(columns)))
     if width is not None:
         least = [min(w, _LEAST) if key in _SHRINK else w for (key, _), w in zip(columns, widths)]
-        shown = list(range(len(columns)))
         while len(shown) > 2 and sum(least[i] + 2 for i in shown) - 2 > width:
             shown.remove(max(shown, key=lambda i: _PRIORITY.index(columns[i][0])))
-        columns, widths = [columns[i] for i in shown], _fit([widths[i] for i in shown], [least[i] for i in shown], width)
-        cells = [[_elide(row[i], w) for i, w in zip(shown, widths)] for row in cells]
+        widths = _fit([widths[i] for i in shown], [least[i] for i in shown], width)
+    else:
+        widths = [widths[i] for i in shown]
     template = "  ".join(f"{{:<{w}}}" for w in widths)
 
     def line(values):
         return template.format(*values).rstrip() + "\n"
-    return line([head for _, head in columns]) + line(["-" * w for w in widths]) + "".join(line(row) for row in cells)
+    yield line([columns[i][1] for i in shown])
+    yield line(["-" * w for w in widths])
+    for row in cells():
+        yield line([_elide(row[i], w) for i, w in zip(shown, widths)] if width is not None else row)
 
 
 def _fit(widths, least, width) -> list:
@@ -338,14 +461,12 @@ def summary(report: Report) -> str:
                      f"these logs do not have" + (f"; {len(r.on_evaluator)} ran on the evaluator "
                                                   f"(DuckDB cannot express or run them)" if r.on_evaluator else ""))
     levels = defaultdict(int)
-    by_rule = defaultdict(int)
-    for d in r.detections:
-        levels[d.level] += 1
-        by_rule[(d.level, d.title, d.rule_id or "")] += 1
-    lines.append(f"{len(r.detections)} detections" + (": " + ", ".join(
+    for (level, _, _), count in r.counts.items():
+        levels[level] += count
+    lines.append(f"{sum(r.counts.values())} detections" + (": " + ", ".join(
         f"{levels[lv]} {printable(str(lv)) if lv else 'no level'}" for lv in sorted(levels, key=_severity))
         if levels else ""))
-    for (level, title, _), count in sorted(by_rule.items(), key=lambda kv: (_severity(kv[0][0]), -kv[1], kv[0])):
+    for (level, title, _), count in sorted(r.counts.items(), key=lambda kv: (_severity(kv[0][0]), -kv[1], kv[0])):
         lines.append(f"  {count:>6}  {printable(str(level or '-')):<13} {printable(title)}")
     if r.alerts:
         alert_levels = defaultdict(int)

@@ -15,7 +15,7 @@ from functools import cached_property
 
 from ..errors import TranspileError, Unsupported
 from ..mapping import Mapping, Target, builtin_mappings, choose, load_mappings
-from ..nodes import And, Match, Not, Op, Or, Query
+from ..nodes import And, Match, Not, Op, Or, Query, Wild
 from ..resources import resource_dir
 
 
@@ -156,3 +156,83 @@ def covers_ipv4_mapped(network: str) -> bool:
     """Whether an IPv6 network overlaps the IPv4-mapped addresses."""
     net = ipaddress.ip_network(network)
     return net.version == 6 and net.overlaps(IPV4_MAPPED)
+
+
+# --- an object's JSON text -------------------------------------------------------------------
+# The evaluator compares an object by its compact JSON text: keys in the event's order, numbers
+# as Python writes them, control characters as \u001f (evaluate.text). An engine that reads
+# JSON text writes an object back its own way: Trino's JSON type sorts the keys and writes
+# fractions as Java doubles (1.23456785E7), DuckDB writes 1e-7 and 15000000000000000.0, both
+# write \u001F. Each member ("key":value) of an object whose value is no object or list is
+# written alike, strings, true, false, null and integers; only the members' order and the
+# spelling of fractions and of those escapes differ. A test that cannot tell the two texts
+# apart selects the same objects in both.
+
+_NUMBER_CHARS = frozenset("0123456789.eE+-")
+_VALUE_END = '"0123456789el}]'      # the last character of a JSON value, in either text
+_VALUE_START = '"0123456789-tfn{['  # its first
+# Where two members or elements meet, JSON's own punctuation stands: a character of these is
+# that punctuation only between what may come before it and what may come after it.
+_BETWEEN = {"{": (",:[", '"}'), "[": (",:[", _VALUE_START + "]"), "}": (_VALUE_END + "{", ",}]"),
+            "]": (_VALUE_END + "[", ",}]"), ",": (_VALUE_END, _VALUE_START)}
+
+
+def object_text_differs(m) -> bool:
+    """Whether the text test m (eq, contains, startswith, endswith, glob, re, fieldref; lowered
+    on both sides unless cased) could hold for an object's JSON text as the evaluator writes
+    it and not as the engine does, or the reverse. False where no object's text can pass (a
+    value not starting with `{`), where every one passes (`*`), and for a contained literal
+    that lies inside one member wherever it is found (no punctuation where members meet),
+    cannot be part of a number, and under |cased cannot meet the hexadecimal letter of a
+    \\u001a escape."""
+    from ..evaluate import fold, text
+    if m.op in (Op.CIDR, Op.LT, Op.LTE, Op.GT, Op.GTE, Op.TIMEPART, Op.EXISTS, Op.NULL):
+        return False   # no object's text is an address, a number or a time
+    if m.op is Op.EQ:
+        parts = [text(m.value)]
+    elif m.op is Op.GLOB:
+        parts = list(m.value)
+    elif m.op in (Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH):
+        parts = {Op.CONTAINS: [Wild.STAR, m.value, Wild.STAR], Op.STARTSWITH: [m.value, Wild.STAR],
+                 Op.ENDSWITH: [Wild.STAR, m.value]}[m.op]
+    else:
+        return True    # a regex or another field's value: any text
+    parts = [p if not isinstance(p, str) or m.cased else fold(p) for p in parts if p != ""]
+    if parts == ["{}"]:
+        return False   # the empty object's text, in both
+    literals = [p for p in parts if isinstance(p, str)]
+    if not literals:   # only wildcards: a test of the length, and every object's text has 2 or 6+
+        return parts.count(Wild.ONE) > 6
+    if isinstance(parts[0], str) and not parts[0].startswith("{"):
+        return False
+    if isinstance(parts[-1], str) and not parts[-1].endswith("}"):
+        return False
+    if parts != [Wild.STAR, literals[0], Wild.STAR]:
+        return True    # several literals, `?`, or a whole object: the order and spelling show
+    lit = literals[0]
+    return _may_cross_members(lit) or _may_meet_number(lit) or (m.cased and _may_meet_escape(lit))
+
+
+def _may_cross_members(lit: str) -> bool:
+    """Whether some character of lit could be the punctuation between members or elements."""
+    for i, c in enumerate(lit):
+        if c in _BETWEEN:
+            before, after = _BETWEEN[c]
+            if (i == 0 or lit[i - 1] in before) and (i == len(lit) - 1 or lit[i + 1] in after):
+                return True
+    return False
+
+
+def _may_meet_number(lit: str) -> bool:
+    """Whether lit, inside one member, could cover part of a number: all of it number
+    characters, or a key's colon then the number's first character."""
+    return set(lit) <= _NUMBER_CHARS or any(
+        c == ":" and (i == 0 or lit[i - 1] == '"') and lit[i + 1:i + 2] in tuple("0123456789-")
+        for i, c in enumerate(lit) if i + 1 < len(lit))
+
+
+def _may_meet_escape(lit: str) -> bool:
+    """Whether lit could cover the last hexadecimal letter of a \\u000b..\\u001f escape."""
+    return any(c in "abcdefABCDEF" and ("\\u000".endswith(lit[max(0, j - 5):j]) or
+                                        "\\u001".endswith(lit[max(0, j - 5):j]))
+               for j, c in enumerate(lit))

@@ -27,7 +27,7 @@ from ..mapping import builtin_mappings
 from ..nodes import Match, Not, Op, Or, Wild
 from ..regex import java_regex
 from ..resources import resource_dir
-from .base import Backend, covers_ipv4_mapped
+from .base import Backend, covers_ipv4_mapped, object_text_differs
 
 # Reserved words of Trino (https://trino.io/docs/current/language/reserved.html), Athena
 # (https://docs.aws.amazon.com/athena/latest/ug/reserved-words.html) and DuckDB
@@ -112,6 +112,7 @@ class Sql(Backend):
     # time_field: the Sigma field holding an event's time, for correlations (resolved through
     # the mapping like any field; CloudTrail's eventTime is the column eventtime).
     default_options = {"table": None, "time_field": "eventTime"}
+    object_text = ""   # how the dialect writes an object's JSON text (base.object_text_differs)
 
     def __init__(self, mapping_file=None, **options):
         super().__init__(self._optional_mapping(mapping_file), **options)
@@ -166,10 +167,13 @@ class Sql(Backend):
             return done
         macro, d = self._macro(name), self.macros
         if name in ("exists", "null", "fieldref"):
+            if name == "fieldref":
+                self._object_text(m, self.place(m.field), self.place(m.value))
             done = macro(m)
         else:
             p = self.place(m[0].field if isinstance(m, tuple) else m.field)
             if p.kind == "json":
+                self._object_text(m, p)
                 done = d.any_(p.values, "x", macro(m, d.json_text("x")))
             else:
                 x = p.item if p.kind == "list" else p.expr
@@ -177,6 +181,19 @@ class Sql(Backend):
                 done = macro(m, x) if p.kind != "list" else d.any_(p.expr, "x", macro(m, x))
         self._leaves[key] = done
         return done
+
+    def _object_text(self, m, *places):
+        """Unsupported where a key inside JSON text may hold an object, compared as its JSON
+        text, and m could tell the evaluator's text of it from the dialect's."""
+        json = [p for p in places if p.kind == "json"]
+        for one in (m if isinstance(m, tuple) else (m,)):
+            if json and object_text_differs(one):
+                from ..analysis import value_text
+                test = f"{one.field}|{one.op.value}{'|cased' if one.cased else ''} {value_text(one)!r}"
+                raise Unsupported(f"{self.name}: {test} could select an object (a key inside the JSON text of "
+                                  f"{json[0].expr} may hold one) otherwise than the evaluator, which writes its "
+                                  f"JSON with the event's key order, Python's numbers and \\u001f escapes: "
+                                  f"{self.object_text}", kind="json")
 
     # --- correlations -------------------------------------------------------------------------
     def convert_correlation(self, c) -> str:
@@ -292,6 +309,7 @@ class Sql(Backend):
 
 class Athena(Sql):
     name = "athena"
+    object_text = "Trino's JSON type sorts the keys and writes fractions as Java doubles (1.5E7) and \\u001F"
 
     def filters(self) -> dict:
         # Trino compiles patterns with Joni in its Java syntax: regex.java_regex spells RE2's meaning.
@@ -314,6 +332,7 @@ class Athena(Sql):
 
 class DuckDB(Sql):
     name = "duckdb"
+    object_text = "DuckDB writes fractions its own way (1e-7, 15000000000000000.0) and \\u001F"
 
     def filters(self) -> dict:
         # DuckDB's regexp_matches is RE2 with RE2's defaults, like the evaluator (regex.py).

@@ -26,11 +26,14 @@ An explicit table of engines, no plugin discovery: add a line to add an engine.
 """
 from __future__ import annotations
 
+import datetime
+import re
 from dataclasses import dataclass, field
 from importlib import import_module
 
 from .. import correlation
 from ..errors import TranspileError
+from ..evaluate import timestamp
 from ..events import MAX_EVENT_BYTES, event_files
 
 ENGINES = {
@@ -44,6 +47,31 @@ ENGINES = {
 }
 
 _FILE_BITS = 32     # key = file no << 32 | position: in file order, positions up to 4 billion
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+# CloudTrail's form of a time: evaluate.timestamp reads it as fromisoformat does once Z is
+# +00:00 (its ISO-8601 grammar holds every such text), and this test is quicker than the grammar.
+_PLAIN_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+def time_order(value) -> tuple:
+    """Where a time sorts in a timeline: times (ISO-8601 texts, evaluate.timestamp; one without
+    offset is UTC) first, in time order to the microsecond, equal ones by their text; then other
+    texts; then none: (0, microseconds since 1970 UTC, text), (1, 0, text), (2, 0, "")."""
+    if value.__class__ is str and _PLAIN_UTC.fullmatch(value):     # CloudTrail's own form: the same, faster
+        try:
+            moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+    else:
+        moment = timestamp(value)
+    if moment is not None:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        return 0, (moment - _EPOCH) // _MICROSECOND, value
+    return (1, 0, value) if value is not None else (2, 0, "")
 
 
 def key(file_no: int, index: int) -> int:
@@ -96,6 +124,55 @@ class Outcome:
     read: Read = field(default_factory=Read)
     stats: dict = field(default_factory=dict)      # engine-specific counts (e.g. rules run as SQL)
     phases: dict = field(default_factory=dict)     # seconds per step
+
+    def counts(self) -> dict:
+        """rule no -> how many events it selects."""
+        return {n: len(keys) for n, keys in self.matches.items()}
+
+    def timeline(self, rank: dict, time: str, tie: str, line: "Line | None" = None):
+        """(event, rule no, its row, time_order of its time, its tie text) for each event each
+        rule in `rank` (rule no -> its place among them; equal places are ordered by the
+        events) selects, in the order of a timeline: by the event's `time` (time_order), then
+        its `tie` text (none as ""), then the rule's place, then the event, then the rule.
+        `time` and `tie` are paths of the rows (run's `show`). The row is its values in `show`
+        order, or with `line` its text as that Line writes it. Engines that hold their results
+        elsewhere (DuckDB) sort and write there, the same way."""
+        found, order = [], {}
+        for n in rank:
+            for k in self.matches.get(n, ()):
+                if k not in order:
+                    row = self.rows[k]
+                    order[k] = time_order(row.get(time)), row.get(tie) or ""
+                found.append((*order[k], rank[n], k, n))
+        found.sort()
+        for when, tied, _, k, n in found:
+            row = self.rows[k]
+            yield k, n, tuple(row.values()) if line is None else line.text(n, row, self.read, k), when, tied
+
+
+@dataclass(frozen=True)
+class Line:
+    """A timeline row as a line of JSON Lines: json.dumps({key: value, ...}, ensure_ascii=False),
+    key by key as `fields` says, (key, how), how being ("show", path, ...): the first of these
+    paths of the row that is not null; ("rule", {rule no: value}); ("file",): the event's
+    file; ("index",): its position in the file; ("value", v): v."""
+
+    fields: tuple
+
+    def text(self, n: int, row: dict, read: Read, k: int) -> str:
+        import json
+        out = {}
+        for key, (how, *args) in self.fields:
+            if how == "show":
+                out[key] = next((row[p] for p in args if row.get(p) is not None), None)
+            elif how == "rule":
+                out[key] = args[0][n]
+            elif how in ("file", "index"):
+                f, index = place(k)
+                out[key] = (read.files[f] if read.files else None) if how == "file" else index
+            else:
+                out[key] = args[0]
+        return json.dumps(out, ensure_ascii=False)
 
 
 class Loaded:

@@ -378,10 +378,11 @@ def _canonical(value) -> str:
     if isinstance(value, _JsonDouble):
         return java_double(value)
     if isinstance(value, str):
-        return '"' + "".join(_JACKSON_ESCAPES.get(c, c if c >= " " else f"\\u{ord(c):04x}") for c in value) + '"'
+        return '"' + "".join(_JACKSON_ESCAPES.get(c, c if c >= " " else f"\\u{ord(c):04X}") for c in value) + '"'
     return json.dumps(value)   # integers, true, false, null
 
 
+# Jackson's escapes (CharTypes: these short ones, other control characters \u00XX in upper case)
 _JACKSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 
 

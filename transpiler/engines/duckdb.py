@@ -3,31 +3,45 @@ over the events loaded into the tables they read (duckdb_events: rules for Cloud
 the CloudTrail table of cloudtrail.SCHEMA, the same text runs on Athena; other rules read the
 generic table). The only module that imports duckdb, through duckdb_events.connect().
 
+- Bounded memory: DuckDB works within `memory` bytes (its memory_limit) and spills the rest
+  into a scratch folder on disk (duckdb_events.Scratch, never a RAM-backed one).
+- Events come a batch at a time: files are staged by a thread of their own (Python reads and
+  unzips them into the scratch folder, a batch or two ahead), DuckDB parses each batch into
+  the tables (only the columns some query reads), the rules run over it, and only what was
+  found stays: the (rule, event) pairs, the shown columns of the events selected, and the rows
+  that correlations read. A record whose eventID an earlier one has is left out as the batch
+  is read (Files(dedupe=True)), so memory and disk follow the events kept. A list of events is
+  one batch.
 - Rules run fifty to a statement (UNION ALL: planning grows faster than linear). A statement
   that fails runs again rule by rule, so a failure is that rule's alone (Outcome.failed).
 - A CloudTrail rule whose required eventName/eventSource values (ruleset.required_values) no
-  event has is not run: it can select nothing. The others only look at rows with those values
-  (a lower-case copy of the two columns).
-- Correlations run as the query `convert -t duckdb` writes for them.
+  event of the batch has is not run on it: it can select nothing. The others only look at
+  rows with those values (a lower-case copy of the two columns).
+- Correlations run as the query `convert -t duckdb` writes for them, over the rows their
+  rules selected (the only rows the query can count).
 - fallback (hunt): a rule the backend refuses or DuckDB fails on runs on the evaluator, over
   the events its required values leave, read again from their files; a correlation without
   a query, or whose query fails, is computed by correlation.alerts over the rows DuckDB
   selected, its values read from the columns the queries read.
-- Files: duckdb_events stages them (Python reads and unzips them), then DuckDB parses them on
-  a thread of its own while the caller loads its rules (DuckDB works without Python's lock).
-  close() interrupts DuckDB and waits for that thread: no DuckDB work outlives the run, also
-  when Ctrl-C stops it (a thread still inside DuckDB when Python exits aborts the process).
+- run() on what load() returned keeps the results in DuckDB until that is closed (Hits: for
+  logs larger than memory, matches and rows are read from there, timeline() sorts there);
+  otherwise the Outcome holds them as lists and dicts.
+- close() stops the staging thread and removes the scratch folder, also when Ctrl-C stops
+  the run; DuckDB itself only ever runs on the caller's thread.
 """
 from __future__ import annotations
 
-import atexit
+import contextlib
 import datetime
 import importlib.util
+import json
 import os
+import queue
+import re
 import threading
 import time
-import weakref
 from collections import defaultdict
+from collections.abc import Mapping
 
 from .. import cloudtrail, correlation, duckdb_events
 from ..backends.sql import DuckDB as DuckDBBackend
@@ -36,26 +50,33 @@ from ..errors import TranspileError, Unsupported
 from ..evaluate import compile_query, text
 from ..ruleset import required_values
 from . import Engine, Files, Loaded, Outcome, Read, loaded, place
-from .evaluator import file_events, records
+from .evaluator import file_events
 
 BATCH = 50                       # rules per UNION ALL statement
-SMALL_LOGS = 128 << 20           # bytes of JSON DuckDB parses in about the time rules take to load
+MEMORY = 1 << 30                 # DuckDB's memory limit unless told (hunt --memory)
 GENERIC = "events"               # the generic mapping's table (templates/duckdb/mappings/generic.yml)
+SEEN = "_seen"                   # the eventIDs kept so far (Files(dedupe=True))
 # Fields the rule index narrows rows by: CloudTrail columns with a lower-case copy.
 PREFILTER = {"eventName": "eventname", "eventSource": "eventsource"}
 
 
 class DuckDB(Engine):
     """threads: DuckDB's worker threads (default: every CPU); mapping_file: the backend's
-    mapping (`-m`), whose tables must be the two this engine loads."""
+    mapping (`-m`), whose tables must be the two this engine loads; memory: DuckDB's memory
+    limit in bytes (default MEMORY), beyond which it spills to disk; temp_dir: where the
+    scratch folder goes (default duckdb_events.scratch_root()). `batch`: bytes of JSON read
+    per batch of files (None: a quarter of the memory limit, at least 16 MiB)."""
 
     name = "duckdb"
+    batch: int | None = None
 
     def __init__(self, time_field: str | None = "eventTime", fallback: bool = False, threads: int | None = None,
-                 mapping_file=None):
+                 mapping_file=None, memory: int | None = None, temp_dir=None):
         super().__init__(time_field, fallback)
         self.threads = int(threads or os.cpu_count() or 1)
         self.mapping_file = mapping_file
+        self.memory = int(memory or MEMORY)
+        self.temp_dir = temp_dir
 
     def unavailable(self) -> str | None:
         try:
@@ -65,95 +86,123 @@ class DuckDB(Engine):
         return None if found else "the duckdb package is not installed (pip install duckdb)"
 
     def load(self, source, progress=None) -> "Tables":
-        return Tables(source, self.threads, progress)
+        return Tables(source, self, progress)
 
     def run(self, rules, events, correlations=(), show=(), progress=None) -> Outcome:
         tables, own = loaded(self, events)
         try:
-            return _run(self, tables, rules, correlations, show, progress)
+            with _failing():
+                out = _run(self, tables, rules, correlations, show, progress)
+                return out.held() if own else out
         finally:
             if own:
                 tables.close()
 
 
 class Tables(Loaded):
-    """The events in DuckDB: the CloudTrail table (row_id = the event's number or key), built
-    from Files on a thread of its own; the generic table when a rule needs it."""
+    """The events for DuckDB, a batch at a time (batches()). Files are staged into the scratch
+    folder by a thread of its own, at most two batches ahead, each about a quarter of the
+    memory limit in JSON, and DuckDB spills there; a list of events is one batch, held in
+    memory (no scratch folder)."""
 
-    def __init__(self, source, threads: int, progress=None):
+    def __init__(self, source, engine: DuckDB, progress=None):
         super().__init__(source)
-        self.threads = threads
-        self.con = None if isinstance(source, Files) else duckdb_events.connect()   # Files: on the thread
-        self.made = set()            # tables loaded
-        self.read = Read(records=0 if isinstance(source, Files) else len(source))
-        self.seconds = 0.0
-        self._thread = self._error = None
-        self._done = threading.Event()     # set by the thread when it leaves DuckDB for good
-        self._stopping = False
-        if isinstance(source, Files):
-            try:
-                staged = duckdb_events.stage_files(source.paths, (
-                    lambda done, total: progress("reading logs", done, total)) if progress else None,
-                    source.max_bytes)
-            except BaseException:
-                self._done.set()
-                raise
-            self._thread = threading.Thread(target=self._scan, args=(staged,), daemon=True)
-            _LIVE.add(self)
+        self.engine = engine
+        self.progress = progress
+        self.con = None
+        files = isinstance(source, Files)
+        self.scratch = duckdb_events.Scratch(engine.temp_dir) if files else None
+        self.read = Read(files=[str(p) for p in source.paths] if files else [], records=0 if files else len(source))
+        self.made = set()              # the tables loaded, of the current batch
+        self._queue = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = None
+        if files:
+            self._thread = threading.Thread(target=self._stage, daemon=True)
             self._thread.start()
 
-    def _scan(self, staged):
-        start = time.perf_counter()
-        try:
+    def connect(self):
+        """The DuckDB connection: memory limit, spill folder and threads set."""
+        if self.con is None:
             self.con = duckdb_events.connect()
-            if self._stopping:
+            self.con.execute(f"SET memory_limit = '{self.engine.memory}B'")
+            spill = os.path.join(self.scratch.path, "spill") if self.scratch else ""   # "": never (not ./.tmp)
+            self.con.execute(f"SET temp_directory = {literal(spill)}")
+            self.con.execute(f"SET threads = {self.engine.threads}")
+        return self.con
+
+    def _stage(self):
+        files = iter(enumerate(self.read.files))
+        limit = self.engine.batch or max(16 << 20, self.engine.memory // 4)
+        try:
+            while not self._stop.is_set():
+                staged = duckdb_events.Staged(files, self.scratch.path, limit, max_bytes=self.source.max_bytes,
+                                              stop=self._stop)
+                if not staged.files:
+                    staged.cleanup()
+                    break
+                self._put(staged)
+        except duckdb_events.Stopped:
+            pass
+        except BaseException as e:    # noqa: BLE001  re-raised by batches(), on the caller's thread
+            self._put(e)
+        self._put(None)
+
+    def _put(self, item):
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
                 return
-            # One DuckDB thread while Python loads the rules on the other core, unless the logs
-            # take much longer than that; all of them for the queries.
-            self.con.execute(f"SET threads = {1 if staged.size < SMALL_LOGS else self.threads}")
-            scan = duckdb_events.load_staged(self.con, staged, cloudtrail.TABLE, dedupe=self.source.dedupe,
-                                             lowered=tuple(PREFILTER.values()))
-            self.con.execute(f"SET threads = {self.threads}")
-            self.read = Read(scan.files, list(scan.errors), scan.rows + scan.duplicates, scan.duplicates)
-            self.made.add(cloudtrail.TABLE)
-        except BaseException as e:   # re-raised by ready(), on the caller's thread
-            self._error = e
-        finally:
-            staged.cleanup()
-            self.seconds = time.perf_counter() - start
-            self._done.set()
+            except queue.Full:
+                continue
+        if isinstance(item, duckdb_events.Staged):
+            item.cleanup()
 
-    def ready(self):
-        """Wait for the files to be in DuckDB."""
-        if self._thread is not None:
-            self._done.wait()
-            self._thread.join()
-            self._thread = None
-            if self._error is not None:
-                raise self._error
-
-    def table(self, name: str):
-        """Make sure `name` (the CloudTrail or the generic table) holds the events."""
-        self.ready()
-        if name in self.made:
+    def batches(self, tables: set, columns=None):
+        """Load each batch of events into `tables` (the CloudTrail table, the generic one) and
+        yield (the events' keys: a range for a list, else None), read counts updated."""
+        con = self.connect()
+        if not isinstance(self.source, Files):
+            self.made = set()
+            if cloudtrail.TABLE in tables:
+                duckdb_events.load_cloudtrail(con, self.source, cloudtrail.TABLE, lowered=tuple(PREFILTER.values()))
+                self.made.add(cloudtrail.TABLE)
+            if GENERIC in tables:
+                duckdb_events.load_events(con, self.source, GENERIC)
+                self.made.add(GENERIC)
+            yield range(len(self.source))
             return
-        if isinstance(self.source, Files):
-            numbered = list(records(self.source, Read()))
-            ids, events = [k for k, _ in numbered], [e for _, e in numbered]
-        else:
-            ids, events = None, self.source
-        if name == cloudtrail.TABLE:
-            duckdb_events.load_cloudtrail(self.con, events, name, lowered=tuple(PREFILTER.values()), ids=ids)
-        else:
-            duckdb_events.load_events(self.con, events, name, ids=ids)
-        self.made.add(name)
+        while True:
+            staged = self._queue.get()
+            if staged is None:
+                return
+            if isinstance(staged, BaseException):
+                raise staged
+            try:
+                scan = duckdb_events.load_staged(con, staged, cloudtrail.TABLE, self.source.dedupe,
+                                                 tuple(PREFILTER.values()), columns,
+                                                 SEEN if self.source.dedupe else None)
+            finally:
+                staged.cleanup()
+            self.read.errors += scan.errors
+            self.read.records += scan.rows + scan.duplicates
+            self.read.duplicates += scan.duplicates
+            self.made = {cloudtrail.TABLE}
+            if GENERIC in tables:
+                kept = {r for (r,) in con.execute(f"SELECT row_id FROM {cloudtrail.TABLE}").fetchall()}
+                events = self.events(kept)
+                duckdb_events.load_events(con, list(events.values()), GENERIC, ids=list(events))
+                self.made.add(GENERIC)
+            if self.progress is not None:
+                self.progress("hunting", staged.files[-1][0] + 1, len(self.read.files))
+            yield None
 
     def events(self, keys) -> dict:
-        """key -> the event as events.py reads it (from its file again, for Files)."""
+        """key -> the event as events.py reads it (from its file again, for Files), in key order."""
         if not isinstance(self.source, Files):
-            return {k: self.source[k] for k in keys}
+            return {k: self.source[k] for k in sorted(keys)}
         by_file = defaultdict(list)
-        for k in keys:
+        for k in sorted(keys):
             by_file[place(k)[0]].append(k)
         out = {}
         for f, wanted in sorted(by_file.items()):
@@ -165,82 +214,166 @@ class Tables(Loaded):
         return out
 
     def close(self):
-        # Not Thread.is_alive(): a join() that Ctrl-C interrupted may have marked the thread
-        # stopped while it still runs (CPython 3.11).
-        self._stopping = True
-        if self._thread is not None and self._thread.ident is not None:
-            if not self._done.is_set() and self.con is not None:
-                self.con.interrupt()
-            self._done.wait()
-            self._thread.join()
-        self._thread = None
-        _LIVE.discard(self)
+        self._stop.set()
+        if self._thread is not None:
+            while self._thread.is_alive():
+                self._drain()
+                self._thread.join(0.1)
+            self._thread = None
+        self._drain()
         if self.con is not None:
             self.con.close()
+            self.con = None
+        if self.scratch is not None:
+            self.scratch.close()
+
+    def _drain(self):
+        try:
+            while True:
+                item = self._queue.get_nowait()
+                if isinstance(item, duckdb_events.Staged):
+                    item.cleanup()
+        except queue.Empty:
+            pass
 
 
-# Tables whose thread may still be inside DuckDB. At exit, before Python stops its threads (a
-# thread stopped inside DuckDB aborts the process), each is closed: a safety net for a run
-# interrupted between starting the thread and entering the `with` that would close it.
-_LIVE = weakref.WeakSet()
-atexit.register(lambda: [t.close() for t in list(_LIVE)])
+@contextlib.contextmanager
+def _failing():
+    """DuckDB failing outside one rule's query (out of memory, no room left to spill) as one
+    line: the run cannot go on. An interrupt stays an interrupt."""
+    try:
+        yield
+    except Exception as e:
+        if not type(e).__module__.startswith(("duckdb", "_duckdb")) or type(e).__name__ == "InterruptException":
+            raise
+        raise TranspileError(f"DuckDB: {_first_line(e)} (--memory raises DuckDB's memory limit; it spills into "
+                             f"--temp-dir, which needs room)", kind="error") from None
 
 
-def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) -> Outcome:
-    tables.ready()
+def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) -> "Hits":
+    con = tables.connect()
     import duckdb            # imported by duckdb_events.connect() by now, signals held meanwhile
     start = time.perf_counter()
-    out = Outcome(read=tables.read)
-    out.phases["logs"] = tables.seconds
-    con = tables.con
     backend = DuckDBBackend(mapping_file=engine.mapping_file, time_field=engine.time_field or "eventTime")
-    statements, slow, present = [], [], None     # (rule no, SQL); (rule no, why it runs on the evaluator)
+    out = Hits(con, backend, show, read=tables.read)
+    queries, slow = {}, {}           # rule no -> (WHERE, table); rule no -> why it runs on the evaluator
     for n, rule in enumerate(rules):
         if rule.query is None:
             out.refused[n] = "not a detection rule (a correlation or filter document)"
             continue
         try:
-            where, table = _query(backend, rule)
+            queries[n] = _query(backend, rule)
         except TranspileError as e:
             if not engine.fallback:
                 out.refused[n] = e.message
-                continue
-            slow.append((n, e.message))
-            continue
-        tables.table(table)
-        narrow = []
-        if table == cloudtrail.TABLE:
-            if present is None:
-                present = _present(con)
-            narrow = _prefilter(rule.query, present)
-            if narrow is None:        # a required value no event has: nothing to select
-                out.matches[n] = []
-                continue
-        statements.append((n, f"SELECT {n} AS rule, row_id FROM {table} WHERE {_narrow_sql(narrow)} AND ({where})"))
-    out.stats["sql"] = len(statements)
-    hits = defaultdict(list)
-    batches = [statements[i:i + BATCH] for i in range(0, len(statements), BATCH)]
-    for b, batch in enumerate(batches, 1):
-        for n, row_id in _execute(con, batch, out, engine.fallback, slow, duckdb):
-            hits[n].append(row_id)
-        if progress is not None:
-            progress("running rules", b, len(batches))
-    elsewhere = set(out.failed) | {n for n, _ in slow}
-    for n, _ in statements:
-        if n not in elsewhere:
-            out.matches[n] = sorted(hits.get(n, ()))
+            else:
+                slow[n] = e.message
+    correlated, read = {}, []        # correlation no -> its query, or why it has none; the SQL they read
+    for c_no, c in enumerate(correlations):
+        correlated[c_no] = _correlation_query(engine, backend, c)
+        read += [correlated[c_no] if isinstance(correlated[c_no], str) else ""] + _python_fields(engine, backend, c)
+    needed = {t for _, t in queries.values()} | ({cloudtrail.TABLE} if show or slow or correlations else set())
+    if isinstance(tables.source, Files):
+        needed.add(cloudtrail.TABLE)           # where records are read and kept once
+    number = {id(r): n for n, r in enumerate(rules)}
+    bases = {number[id(b)] for c in correlations for b in c.rules}
+    con.execute("CREATE OR REPLACE TABLE _hits (rule INTEGER, row_id BIGINT)")
+    ran = set()
+    columns = _columns([where for where, _ in queries.values()] + read, show, engine)
+    kept = ["row_id"] + [c for c in columns if c in _words(read)]    # what correlation queries read
+    for keys in tables.batches(needed, columns):
+        _batch(engine, tables, rules, queries, slow, out, ran, keys, duckdb)
+        _keep(con, tables, show, bases, kept)
+    for n in out.failed:
+        con.execute("DELETE FROM _hits WHERE rule = $n", {"n": n})
+    if out.failed and show:
+        con.execute("DELETE FROM _shown WHERE row_id NOT IN (SELECT row_id FROM _hits)")
+    out.stats["sql"] = len(ran - set(slow) - set(out.failed))
+    out.fallback.update((n, reason) for n, reason in slow.items())
+    out.matches = Matches(con, sorted((set(queries) | set(slow)) - set(out.failed)))
+    if show:
+        columns = ", ".join(f"c{i} VARCHAR" for i in range(len(show)))
+        con.execute(f"CREATE TABLE IF NOT EXISTS _shown (row_id BIGINT, {columns})")   # when no batch came
+    out.rows = Rows(con, show) if show else {}
     out.phases["queries"] = time.perf_counter() - start
     start = time.perf_counter()
-    for n, reason in slow:            # fallback: the evaluator, over the events the prefilter leaves
-        out.fallback[n] = reason
-        out.matches[n] = _on_evaluator(tables, rules[n], present)
-    if show:
-        tables.table(cloudtrail.TABLE)
-        out.rows = _rows(con, sorted({k for ks in out.matches.values() for k in ks}), show)
-    for c_no, c in enumerate(correlations):
-        _correlate(engine, tables, backend, c, c_no, rules, out, duckdb)
+    if correlations:
+        for table in (cloudtrail.TABLE, GENERIC):
+            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {_corr(table)}"
+                        if _exists(con, _corr(table)) else f"DROP TABLE IF EXISTS {table}")
+        for c_no, c in enumerate(correlations):
+            _correlate(engine, tables, backend, c, c_no, correlated[c_no], rules, out, duckdb)
     out.phases["results"] = time.perf_counter() - start
     return out
+
+
+def _batch(engine, tables, rules, queries, slow, out, ran, keys, duckdb):
+    """Run the rules over the batch loaded: their hits into _batch_hits."""
+    con = tables.con
+    con.execute("CREATE OR REPLACE TEMP TABLE _batch_hits (rule INTEGER, row_id BIGINT)")
+    present = _present(con) if cloudtrail.TABLE in tables.made else None
+    statements = []
+    for n, (where, table) in queries.items():
+        if n in out.failed or n in slow:
+            continue
+        narrow = []
+        if table == cloudtrail.TABLE:
+            narrow = _prefilter(rules[n].query, present)
+            if narrow is None:        # a required value no event has: nothing to select
+                continue
+        statements.append((n, f"SELECT {n} AS rule, row_id FROM {table} WHERE {_narrow_sql(narrow)} AND ({where})"))
+        ran.add(n)
+    for i in range(0, len(statements), BATCH):
+        _execute(con, statements[i:i + BATCH], out, engine.fallback, slow, duckdb)
+    for n in slow:                    # fallback: the evaluator, over the events the prefilter leaves
+        hits = _on_evaluator(tables, rules[n], present, keys)
+        if hits:
+            con.execute("INSERT INTO _batch_hits SELECT $n, unnest($hits)", {"n": n, "hits": hits})
+    con.execute("INSERT INTO _hits SELECT * FROM _batch_hits")
+
+
+def _keep(con, tables, show, bases, kept):
+    """What later steps read of the batch: the shown columns of the events selected, and the
+    rows the correlations' rules selected (the CloudTrail table's `kept` columns)."""
+    if show:
+        columns = ", ".join(f"{_path_sql(p)} AS c{i}" for i, p in enumerate(show))
+        picked = f"SELECT row_id, {columns} FROM {cloudtrail.TABLE} WHERE row_id IN (SELECT row_id FROM _batch_hits)"
+        con.execute(f"CREATE TABLE IF NOT EXISTS _shown AS {picked} LIMIT 0")
+        con.execute(f"INSERT INTO _shown {picked}")
+    if bases:
+        for table in tables.made:
+            picked = (f"SELECT {', '.join(kept) if table == cloudtrail.TABLE else '*'} FROM {table} "
+                      f"WHERE row_id IN (SELECT row_id FROM _batch_hits WHERE list_contains($bases, rule))")
+            con.execute(f"CREATE TABLE IF NOT EXISTS {_corr(table)} AS {picked} LIMIT 0", {"bases": sorted(bases)})
+            con.execute(f"INSERT INTO {_corr(table)} {picked}", {"bases": sorted(bases)})
+
+
+def _corr(table: str) -> str:
+    return f"_correlated_{table}"
+
+
+def _exists(con, table: str) -> bool:
+    return con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $t", {"t": table}).fetchone()[0] > 0
+
+
+def _path_sql(path: str) -> str:
+    return ".".join(map(identifier, path.split(".")))
+
+
+def _words(texts) -> set:
+    return {w.lower() for t in texts for w in re.findall(r"\w+", t)}
+
+
+def _columns(texts, show, engine) -> list:
+    """The CloudTrail columns the queries read: those whose name is a word of their text
+    (a superset: a name inside a literal counts too), the shown ones, the time, eventID (for
+    duplicates) and the prefilter's."""
+    words = _words(texts)
+    wanted = {p.split(".")[0] for p in show} | set(PREFILTER.values()) | {"eventid"}
+    time_column = cloudtrail.sigma_fields().get(engine.time_field or "")
+    if time_column:
+        wanted.add(time_column[0].split(".")[0])
+    return [c for c, _, _ in cloudtrail.SCHEMA if c in words or c in wanted]
 
 
 def _query(backend, rule) -> tuple[str, str]:
@@ -257,28 +390,27 @@ def _query(backend, rule) -> tuple[str, str]:
         raise e.located(rule.label, "detection") from None
 
 
-def _execute(con, batch, out, fallback, slow, duckdb) -> list:
-    """(rule no, row id) of one UNION ALL statement; where it fails, of each rule alone, and
-    a rule that fails alone is out.failed (or slow, with fallback)."""
+def _execute(con, batch, out, fallback, slow, duckdb):
+    """Insert (rule no, row id) of one UNION ALL statement into _batch_hits; where it fails,
+    of each rule alone, and a rule that fails alone is out.failed (or slow, with fallback)."""
     try:
-        return con.execute("\nUNION ALL\n".join(sql for _, sql in batch)).fetchall()
+        con.execute("INSERT INTO _batch_hits " + "\nUNION ALL\n".join(sql for _, sql in batch))
+        return
     except duckdb.InterruptException:
         raise
     except duckdb.Error:
         pass
-    found = []
     for n, sql in batch:
         try:
-            found += con.execute(sql).fetchall()
+            con.execute("INSERT INTO _batch_hits " + sql)
         except duckdb.InterruptException:
             raise
         except duckdb.Error as e:
             reason = f"DuckDB could not run its query: {_first_line(e)}"
             if fallback:
-                slow.append((n, reason))
+                slow[n] = reason
             else:
                 out.failed[n] = reason
-    return found
 
 
 def _first_line(error) -> str:
@@ -309,56 +441,206 @@ def _prefilter(query, present):
     return narrow
 
 
-def _narrow_sql(narrow) -> str:
-    return " AND ".join(f"_lower_{column} IN ({', '.join(map(literal, sorted(values)))})"
+def _narrow_sql(narrow, lists: bool = False) -> str:
+    """SQL of a prefilter. lists: also rows whose column holds a list (its JSON text), whose
+    items the evaluator looks at one by one."""
+    return " AND ".join(f"(_lower_{column} IN ({', '.join(map(literal, sorted(values)))})"
+                        + (f" OR starts_with({column}, '[')" if lists else "") + ")"
                         for column, values in narrow) or "TRUE"
 
 
-def _on_evaluator(tables: Tables, rule, present) -> list:
-    """The events the evaluator selects for the rule, among those its prefilter leaves."""
-    if cloudtrail.TABLE in tables.made or isinstance(tables.source, Files):
-        tables.table(cloudtrail.TABLE)
-        narrow = _prefilter(rule.query, present if present is not None else _present(tables.con))
+def _on_evaluator(tables: Tables, rule, present, keys) -> list:
+    """The events of the batch the evaluator selects for the rule, among those its prefilter
+    leaves."""
+    if present is not None:
+        narrow = _prefilter(rule.query, present)
         if narrow is None:
             return []
         candidates = [r for (r,) in tables.con.execute(
-            f"SELECT row_id FROM {cloudtrail.TABLE} WHERE {_narrow_sql(narrow)} ORDER BY row_id").fetchall()]
+            f"SELECT row_id FROM {cloudtrail.TABLE} WHERE {_narrow_sql(narrow, lists=True)} ORDER BY row_id").fetchall()]
     else:
-        candidates = range(len(tables.source))
+        candidates = keys
     test = compile_query(rule.query)
     events = tables.events(candidates)
     return [k for k in candidates if k in events and test(events[k])]
 
 
-def _rows(con, keys, show) -> dict:
-    """key -> {path: value} of the CloudTrail table, for the column paths asked."""
-    if not keys:
-        return {}
-    columns = ", ".join(".".join(map(identifier, path.split("."))) for path in show)
-    found = con.execute(f"SELECT row_id, {columns} FROM {cloudtrail.TABLE} WHERE row_id IN (SELECT unnest($rows))",
-                        {"rows": keys}).fetchall()
-    return {r[0]: dict(zip(show, r[1:])) for r in found}
+# --- results --------------------------------------------------------------------------------
+
+class Hits(Outcome):
+    """An Outcome whose matches and rows stay in DuckDB (tables _hits and _shown) while its
+    Tables are open: for logs larger than memory. `matches` and `rows` are mappings that read
+    them; counts() and timeline() count and sort there. held() copies them into Python."""
+
+    def __init__(self, con, backend, show, **kw):
+        super().__init__(**kw)
+        self._con, self._backend, self._show = con, backend, tuple(show)
+
+    def held(self) -> Outcome:
+        """The same outcome with matches and rows as a dict of lists and a dict of dicts."""
+        fields = {name: getattr(self, name) for name in Outcome.__dataclass_fields__}
+        fields["matches"] = {n: [] for n in self.matches}
+        for n, row_id in self._con.execute("SELECT rule, row_id FROM _hits ORDER BY rule, row_id").fetchall():
+            if n in fields["matches"]:
+                fields["matches"][n].append(row_id)
+        fields["rows"] = dict(self.rows.items()) if self._show else {}
+        return Outcome(**fields)
+
+    def counts(self) -> dict:
+        found = dict(self._con.execute("SELECT rule, count(*) FROM _hits GROUP BY rule").fetchall())
+        return {n: found.get(n, 0) for n in self.matches}
+
+    def timeline(self, rank: dict, time: str, tie: str, line=None):
+        if not self._show or not rank:
+            return
+        column = {p: f"t.c{i}" for i, p in enumerate(self._show)}
+        moment, tied = column[time], column[tie]
+        params = {"rules": list(rank), "ranks": list(rank.values())}
+        what, joins, files = ", ".join(column.values()), "", ""
+        if line is not None:
+            what, joins, files = self._line_sql(line, column, params)
+        # engines.time_order in SQL: (class, microseconds since 1970, text), with the instant
+        # the correlation queries read a time as (evaluate.timestamp's grammar).
+        with _failing():
+            result = self._con.execute(
+                f"SELECT h.row_id, h.rule, t.class, t.micros, {moment}, {tied}, {what} FROM _hits h JOIN ("
+                f"SELECT *, CASE WHEN i IS NOT NULL THEN 0 WHEN {moment[2:]} IS NOT NULL THEN 1 ELSE 2 END AS class, "
+                f"coalesce(epoch_us(i), 0) AS micros FROM (SELECT *, {self._backend.macros.instant(moment[2:])} AS i "
+                f"FROM _shown)) t USING (row_id) JOIN (SELECT unnest($rules) AS rule, unnest($ranks) AS rank{joins}) r "
+                f"USING (rule){files} ORDER BY t.class, t.micros, {moment}, coalesce({tied}, ''), r.rank, h.row_id, h.rule",
+                params)
+        while chunk := _fetch(result):
+            for row in chunk:
+                k, n, cls, micros, time_value, tie_value = row[:6]
+                when = (cls, micros, time_value if cls < 2 else "")
+                if line is None:
+                    yield k, n, row[6:], when, tie_value or ""
+                else:          # None: a value DuckDB writes otherwise than Python: Python writes it
+                    yield k, n, row[6] if row[6] is not None else line.text(n, self.rows[k], self.read, k), \
+                        when, tie_value or ""
+
+    def _line_sql(self, line, column, params) -> tuple:
+        """The SQL writing each row as `line` says, and the per-rule values it reads (columns
+        of the rules' table). to_json() writes a text as json.dumps(ensure_ascii=False) does
+        but for the hex digits of 9 control characters (\\u000B, not \\u000b): a row with any
+        of them in a value it writes is NULL, for Python to write."""
+        parts, used, joins, files = [], [], "", ""
+        for key, (how, *args) in line.fields:
+            head = json.dumps(key, ensure_ascii=False) + ": "
+            if how == "show":
+                used += [column[p] for p in args]
+                value = f"coalesce(to_json(coalesce({', '.join(column[p] for p in args)}))::VARCHAR, 'null')"
+            elif how == "rule":
+                name = f"v{len(params)}"
+                params[name] = [json.dumps(args[0][n], ensure_ascii=False) for n in params["rules"]]
+                joins += f", unnest(${name}) AS {name}"
+                value = f"r.{name}"
+            elif how == "file":
+                params["files"] = [json.dumps(f, ensure_ascii=False) for f in self.read.files]
+                files = (" JOIN (SELECT generate_subscripts($files, 1) - 1 AS f, unnest($files) AS path) fl "
+                         "ON fl.f = h.row_id >> 32")
+                value = "fl.path"
+            elif how == "index":
+                value = "CAST(h.row_id & 4294967295 AS VARCHAR)"
+            else:
+                head, value = head + json.dumps(args[0], ensure_ascii=False), None
+            parts.append(literal(("{" if not parts else ", ") + head))
+            if value is not None:
+                parts.append(value)
+        odd = f"regexp_matches(concat({', '.join(used) or chr(39) * 2}), {literal(_DIFFERENT)})"
+        return f"CASE WHEN {odd} THEN NULL ELSE concat({', '.join(parts)}, '}}') END", joins, files
+
+
+# Control characters to_json() escapes with upper-case hex digits (json.dumps: lower case).
+_DIFFERENT = "[\\x0b\\x0e\\x0f\\x1a-\\x1f]"
+
+
+def _fetch(result) -> list:
+    with _failing():
+        return result.fetchmany(4096)
+
+
+class Matches(Mapping):
+    """rule no -> the sorted keys of the events it selects, read from _hits."""
+
+    def __init__(self, con, rules):
+        self._con, self._rules = con, rules
+        self._known = set(rules)
+
+    def __getitem__(self, n):
+        if n not in self._known:
+            raise KeyError(n)
+        return [r for (r,) in self._con.execute("SELECT row_id FROM _hits WHERE rule = $n ORDER BY row_id",
+                                                {"n": n}).fetchall()]
+
+    def __iter__(self):
+        return iter(self._rules)
+
+    def __len__(self):
+        return len(self._rules)
+
+
+class Rows(Mapping):
+    """event key -> {path: value} of the shown columns, for the events some rule selects."""
+
+    def __init__(self, con, show):
+        self._con, self._show = con, tuple(show)
+
+    def _rows(self, where="", params=None):
+        columns = ", ".join(f"c{i}" for i in range(len(self._show)))
+        for row_id, *values in self._con.execute(f"SELECT row_id, {columns} FROM _shown {where} ORDER BY row_id",
+                                                 params).fetchall():
+            yield row_id, dict(zip(self._show, values))
+
+    def __getitem__(self, k):
+        for _, row in self._rows("WHERE row_id = $k", {"k": k}):
+            return row
+        raise KeyError(k)
+
+    def items(self):
+        return list(self._rows())
+
+    def __iter__(self):
+        return (k for k, _ in self._rows())
+
+    def __len__(self):
+        return self._con.execute("SELECT count(*) FROM _shown").fetchone()[0]
 
 
 # --- correlations ---------------------------------------------------------------------------
 
-def _correlate(engine, tables, backend, c, c_no, rules, out, duckdb):
+def _correlation_query(engine, backend, c):
+    """The correlation's query, or an Unsupported saying why it has none."""
+    if engine.time_field is None:
+        return Unsupported("DuckDB needs the field of the event time (time_field)")
+    try:
+        return backend.convert_correlation(c)
+    except TranspileError as e:
+        return e
+
+
+def _python_fields(engine, backend, c) -> list:
+    """The SQL of the values correlation.alerts reads when the query cannot run."""
+    try:
+        backend.mapping = backend.mapping_for(c.rules[0])
+        return [backend.macros.first(backend.place(f)) for f in _fields(engine, c)]
+    except TranspileError:
+        return []
+
+
+def _fields(engine, c) -> list:
+    return sorted({engine.time_field or ""} | {f for b in c.rules for f in c.group_fields(b)} |
+                  {c.value_field(b) for b in c.rules if c.field})
+
+
+def _correlate(engine, tables, backend, c, c_no, query, rules, out, duckdb):
     """The correlation's alerts from its query; with fallback, from correlation.alerts over
     the rows DuckDB selected where there is no query or it fails."""
     name = f"c{c_no}"
-    reason = None
-    if engine.time_field is None:
-        reason = "DuckDB needs the field of the event time (time_field)"
-    else:
+    if isinstance(query, str):
         try:
-            sql = backend.convert_correlation(c)
-            for base in c.rules:
-                backend.mapping = backend.mapping_for(base)
-                tables.table(backend.table())
-            out.alerts.extend(_alerts(c, tables.con.execute(sql).fetchall()))
+            out.alerts.extend(_alerts(c, tables.con.execute(query).fetchall()))
             return
-        except TranspileError as e:
-            reason = e.message
         except duckdb.InterruptException:
             raise
         except duckdb.Error as e:
@@ -366,6 +648,8 @@ def _correlate(engine, tables, backend, c, c_no, rules, out, duckdb):
             if not engine.fallback:
                 out.failed[name] = reason
                 return
+    else:
+        reason = query.message
     if not engine.fallback:
         out.refused[name] = reason
         return
@@ -399,14 +683,12 @@ def _alerts_in_python(engine, tables, backend, c, hits) -> list:
     rows = sorted({r for rs in hits for r in rs})
     if not rows:
         return []
-    fields = sorted({engine.time_field or ""} | {f for b in c.rules for f in c.group_fields(b)} |
-                    {c.value_field(b) for b in c.rules if c.field})
+    fields = _fields(engine, c)
     try:
         if engine.time_field is None:
             raise Unsupported("no time field")
         backend.mapping = backend.mapping_for(c.rules[0])
         table = backend.table()
-        tables.table(table)
         exprs = [backend.macros.first(backend.place(f)) for f in fields]
     except TranspileError:
         events = tables.events(rows)
