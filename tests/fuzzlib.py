@@ -28,7 +28,7 @@ from transpiler.evaluate import matches
 from transpiler.rule import rule_from_dict
 
 CLOUDTRAIL = {"product": "aws", "service": "cloudtrail"}
-GENERIC = {"category": "process_creation", "product": "windows"}
+GENERIC = {"category": "test"}   # no built-in mapping: every backend's generic table
 
 # --- values --------------------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ def test_every_type_has_a_golden_case():
 def test_filters_reach_the_query():
     assert 'not(UserAgent contains "terraform")' in EXPECTED["filter-by-id"]
     assert "not(User in~" in EXPECTED["filter-by-name-two-filters"]
-    assert 'not(Computer startswith "BUILD-")' in EXPECTED["filter-by-name-two-filters"]
+    assert 'not(DeviceName startswith "BUILD-")' in EXPECTED["filter-by-name-two-filters"]   # Defender XDR: Computer is DeviceName
     assert "root" not in EXPECTED["filter-other-logsource-ignored"]
 
 

@@ -179,7 +179,7 @@ def test_both_engines_give_the_same_timeline(rules_dir, logs):
     assert titles.count("Admin policy attached") == 1
     assert "A field the Athena table does not have" in titles and "Denied call" not in titles
     assert "Key created" in titles                        # generate: true
-    assert duck.on_evaluator == ["field 'status' has no column in mapping 'cloudtrail.yml'"] and not ref.on_evaluator
+    assert duck.on_evaluator == ["field 'status' has no column in table cloudtrail_logs (mapping cloudtrail)"] and not ref.on_evaluator
     first = [d for d in duck.detections if d.event_id == "id-001"]
     assert {d.file.rsplit("/", 1)[1] for d in first} == {"a.json.gz"}   # first in file order
     alerts = [hunt.alert_dict(a) for a in duck.alerts]

@@ -19,7 +19,9 @@ from caselib import UNSUPPORTED, load_cases, load_expected
 
 from transpiler.backends.kql import RESERVED, Kql, identifier, regex, string
 from transpiler.errors import TranspileError, Unsupported
+from transpiler.mapping import read_schema
 from transpiler.nodes import Match, Op, walk
+from transpiler.resources import resource_dir
 from transpiler.rule import load_paths, rule_from_dict
 
 KUSTO = Path(__file__).parent / "kusto"
@@ -49,17 +51,18 @@ def kusto(request: dict) -> dict:
 
 @lru_cache(maxsize=None)
 def cloudtrail_columns() -> tuple:
-    lines = (KUSTO / "awscloudtrail.txt").read_text(encoding="utf-8").splitlines()
-    return tuple(tuple(line.split(":")) for line in lines if line and not line.startswith("#"))
+    """AWSCloudTrail's documented columns and types (templates/kql/schemas/AWSCloudTrail.yml)."""
+    return tuple(read_schema(resource_dir("templates") / "kql" / "schemas" / "AWSCloudTrail.yml").items())
 
 
 def schema(backend: Kql, rule) -> tuple[str, list]:
-    """The table and columns to analyze a rule's query against: the real AWSCloudTrail
-    schema, or for a generic table the columns the rule uses, typed as the mapping says."""
+    """The table and columns to analyze a rule's query against: the documented schema of the
+    mapping's table (templates/kql/schemas/), or for a generic table the columns the rule uses,
+    typed as the mapping says."""
     mapping = backend.mapping_for(rule)
     table = backend.options.get("table") or mapping.table
-    if table == "AWSCloudTrail":
-        return table, [list(c) for c in cloudtrail_columns()]
+    if mapping.schema:
+        return table, [[c, t] for c, t in mapping.schema.items()]
     backend.mapping = mapping
     fields = set()
     for node in walk(rule.query):

@@ -595,7 +595,7 @@ def cmd_list(args) -> int:
         else:
             for mapping, how in _mappings(target):
                 out.append(f"{target:<11} {Path(mapping.source).stem:<15} {how}; table {mapping.table}")
-                out.append(f"{'':<27} {_leading_comment(mapping.source)}")
+                out.append(f"{'':<27} {mapping.description or _leading_comment(mapping.source)}")
     print("\n".join(out))
     return 0
 

@@ -32,6 +32,7 @@ KINDS = {
     "tests": "a rule's tests are missing or cannot be read (sigma-transpile test, check --require-tests)",
     "unsupported": "a backend cannot express the rule exactly (the reason says why)",
     "unmapped-field": "unsupported: the mapping has no column for a field",
+    "mapping-limit": "unsupported: the column holds the field in a form where only some tests mean the same",
     "regex": "unsupported: the target's regex flavour cannot say the pattern",
     "keywords": "unsupported: the target has no column of the event's text for keywords",
     "json-array": "unsupported: a field inside a JSON array the target cannot search",

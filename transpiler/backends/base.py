@@ -14,7 +14,7 @@ import ipaddress
 from functools import cached_property
 
 from ..errors import TranspileError, Unsupported
-from ..mapping import Mapping, Target, builtin_mappings, choose, load_mapping_file
+from ..mapping import Mapping, Target, builtin_mappings, choose, load_mappings
 from ..nodes import And, Match, Not, Op, Or, Query, Wild
 from ..resources import resource_dir
 
@@ -25,7 +25,7 @@ class Backend:
 
     def __init__(self, mapping_file=None, **options):
         self.options = {**self.default_options, **{k: v for k, v in options.items() if v is not None}}
-        self._user_mapping = load_mapping_file(mapping_file) if mapping_file else None
+        self._user_mappings = load_mappings(mapping_file) if mapping_file else None   # -m: one, or a set
         self.mapping: Mapping | None = None   # the mapping of the rule being rendered
 
     # --- filters: a subclass adds its escaping functions here --------------------------
@@ -56,11 +56,15 @@ class Backend:
 
     # --- conversion ---------------------------------------------------------------------
     def mapping_for(self, rule) -> Mapping:
-        if self._user_mapping is not None:
-            return self._user_mapping
-        mapping = choose(self.builtin_mappings, getattr(rule, "logsource", {}))
+        """The user's mapping (one mapping serves every rule; of a set, the one that fits the
+        rule's logsource), else the built-in one for the logsource."""
+        mappings = self._user_mappings or self.builtin_mappings
+        if self._user_mappings is not None and len(mappings) == 1:
+            return mappings[0]
+        mapping = choose(mappings, getattr(rule, "logsource", {}))
         if mapping is None:
-            raise Unsupported(f"{self.name} has no field mapping for logsource {rule.logsource}")
+            where = f"mapping {mappings[0].source}" if self._user_mappings else self.name
+            raise Unsupported(f"{where} has no field mapping for logsource {rule.logsource}")
         return mapping
 
     def resolve(self, field: str) -> Target:

@@ -17,7 +17,7 @@ import re
 
 from ..errors import TranspileError, Unsupported
 from ..evaluate import compile_query, text as text_form
-from ..nodes import And, Match, Not, Op, Or
+from ..nodes import And, Match, Not, Op, Or, walk
 from ..regex import compile_regex, glob_regex, rust_regex
 from ..resources import resource_dir
 from .base import Backend, covers_ipv4_mapped
@@ -44,6 +44,7 @@ class Kql(Backend):
         self._negations = 0   # how many Not nodes enclose the Match being rendered
         self._leaves: dict = {}    # memo: (mapping, negated, Match or fold key and group) -> text
         self._targets: dict = {}   # memo: (mapping, field) -> Target
+        self._computed: dict = {}  # the computed columns (a mapping's expr fields) of the query being made
 
     def filters(self) -> dict:
         return {"str": string, "regex": regex, "ident": identifier, "ref": self.reference,
@@ -52,7 +53,8 @@ class Kql(Backend):
 
     def template_globals(self) -> dict:
         return {"target": self.target, "negated": lambda: self._negations > 0,
-                "keyword_matches": self.keyword_matches, "with_field": dataclasses.replace}
+                "keyword_matches": self.keyword_matches, "with_field": dataclasses.replace,
+                "computed_columns": lambda: list(self._computed.items())}
 
     # --- the tree walk: track negation (for coalesce) and fold Or lists ------------------------
     def render(self, query, parent=None):
@@ -147,14 +149,17 @@ class Kql(Backend):
         expressions for the time, the group keys and the value, in that rule's mapping."""
         try:
             self.mapping = self.mapping_for(base)
-            where = self.render(base.query)
+            query = self.mapping.rewrite(base.query)
+            where = self.render(query)
         except TranspileError as e:
             raise e.located(base.label, "detection") from None
         fields = dict(zip(c.group_by, c.group_fields(base)))
+        computed = self.computed_columns(query, list(fields.values()) + ([c.value_field(base)] if c.field else []))
         keys = [self._part(fields[n], "group-by") for n in names]
         value = self._part(c.value_field(base), "condition.field") if c.field else None
         time = self.options.get("time_column") or self.mapping.extra.get("time_column") or "TimeGenerated"
-        return {"table": identifier(self.table()), "where": where, "time": identifier(time),
+        return {"table": identifier(self.table()), "rows": self.mapping.rows, "where": where,
+                "computed": list(computed.items()), "time": identifier(time),
                 "keys": keys, "value": value}
 
     def _part(self, field: str, role: str) -> dict:
@@ -190,8 +195,47 @@ class Kql(Backend):
         return t
 
     def reference(self, t) -> str:
-        """A Target's column as a KQL expression."""
+        """A Target's column as a KQL expression; a field the mapping computes is read by the
+        name `| extend` gives it, or written out where it is short (a member of a dynamic column)."""
+        if t.expr:
+            return t.expr if t.inline else identifier(t.name or t.sigma)
         return identifier(t.column)
+
+    # --- a mapping's value-level rules, computed fields and dynamic columns (mapping.py) --------
+    def convert(self, rule) -> str:
+        """As every backend converts, after the mapping's value-level rules (Mapping.rewrite),
+        with the computed columns the query reads (query.j2 writes them as one `| extend`)."""
+        try:
+            self.mapping = self.mapping_for(rule)
+            query = self.mapping.rewrite(rule.query)
+            self._computed = self.computed_columns(query)
+        except TranspileError as e:
+            raise e.located(getattr(rule, "path", None), "detection") from None
+        return super().convert(rule if query is rule.query else dataclasses.replace(rule, query=query))
+
+    def computed_columns(self, query, fields=()) -> dict:
+        """name -> expression of every computed field the query (and the other fields named)
+        reads, in order of first use. Found in the query, not while rendering it: leaf texts are
+        memoized."""
+        names = [n.field for n in walk(query) if isinstance(n, Match) and n.field is not None]
+        names += [n.value for n in walk(query) if isinstance(n, Match) and n.op is Op.FIELDREF]
+        out = {}
+        for name in list(dict.fromkeys(names)) + list(fields):
+            t = self.target(name)
+            if t.expr and not t.inline:
+                out.setdefault(t.name or t.sigma, t.expr)
+        return out
+
+    def resolve(self, field: str):
+        """The mapping's Target; a member of a dynamic column that holds single values (the
+        mapping's `scalar_json` columns, such as WindowsEvent's EventData) is read as the
+        text of that member, tostring(Column.member), as the evaluator reads a value."""
+        t = super().resolve(field)
+        if t.json_path and t.column in (self.mapping.extra.get("scalar_json") or ()):
+            keys = "".join(f".{k}" if _IDENT.fullmatch(k) and k not in RESERVED else f"[{string(k)}]"
+                           for k in t.json_path)
+            return dataclasses.replace(t, json_path=(), expr=f"tostring({identifier(t.column)}{keys})", inline=True)
+        return t
 
     def keyword_matches(self, m: Match) -> list:
         """A keyword Match on each field the mapping's `keywords` list names as the event's text."""

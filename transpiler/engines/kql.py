@@ -18,7 +18,10 @@ left out on purpose, each with its reason, never compared silently:
 Tables: SigmaEvents (generic mapping) has one string column per field of the rule, named as the
 field, holding the field's value as text. AWSCloudTrail has the columns of
 templates/kql/mappings/aws_cloudtrail.yml with their types (string, bool, datetime; JSON
-members as JSON text, as the Sentinel connector stores them).
+members as JSON text, as the Sentinel connector stores them). The other documented tables
+(Defender XDR, SecurityEvent, WindowsEvent, the Azure tables, ...) have every column of their
+schema, each event written as kql_rows.row makes it (transformed values through the inverse of
+the mapping's expressions); an event the table cannot hold is undecided, with the reason.
 """
 from __future__ import annotations
 
@@ -55,6 +58,8 @@ class Kql(Engine):
         backend = KqlBackend()
         con = duckdb_kql.connect()
         cloudtrail = None    # {column: [(value, reason)] per event}, built once
+        documented = {}      # id(mapping) -> [(row, reason)] per event (kql_rows: the table's model)
+        loaded = {}          # table name -> the mapping whose rows it holds now
         try:
             for n, rule in enumerate(rules):
                 try:
@@ -68,7 +73,13 @@ class Kql(Engine):
                     continue
                 mapping = backend.mapping
                 fields = _fields(rule.query)
-                if mapping.logsource:
+                if mapping.schema and mapping.table != "AWSCloudTrail":   # a Sentinel / Defender XDR table
+                    if loaded.get(mapping.table) is not mapping:
+                        documented[id(mapping)] = _documented_rows(mapping, events)
+                        _create_documented(con, mapping, documented[id(mapping)])
+                        loaded[mapping.table] = mapping
+                    undecided = _documented_undecided(mapping, documented[id(mapping)], events, rule.query)
+                elif mapping.logsource:
                     if cloudtrail is None:
                         cloudtrail = _cloudtrail_cells(mapping, events)
                         _create(con, mapping.table, cloudtrail, events)
@@ -222,6 +233,65 @@ def _create(con, table: str, columns: dict, events):
         lists = ", ".join(["unnest($r::BIGINT[])"] + [f"unnest($c{i}::{_DUCK_TYPES[columns[c][0]]}[])"
                                                      for i, c in enumerate(names)])
         con.execute(f'INSERT INTO "{table}" SELECT {lists}', values)
+
+
+# --- documented tables (Sentinel, Defender XDR): rows as transpiler/engines/kql_rows.py builds them
+
+_DOCUMENTED_TYPES = {"string": "VARCHAR", "long": "BIGINT", "int": "INTEGER", "real": "DOUBLE", "double": "DOUBLE",
+                     "bool": "BOOLEAN", "boolean": "BOOLEAN", "datetime": "TIMESTAMP", "dynamic": "JSON",
+                     "guid": "VARCHAR", "timespan": "VARCHAR", "decimal": "DOUBLE"}
+
+
+def _documented_rows(mapping, events) -> list:
+    """(row, reason) per event: the row the table holds for it, or the reason it holds none."""
+    from . import kql_rows
+    out = []
+    for event in events:
+        try:
+            out.append((kql_rows.row(mapping, _flat(event)), None))
+        except (kql_rows.NotRepresentable, Unsupported) as e:
+            out.append((kql_rows.empty_row(mapping), f"the {mapping.table} table cannot hold it: {e}"))
+    return out
+
+
+def _flat(event, prefix="") -> dict:
+    """A nested event's leaves under dotted names (the row model reads flat events)."""
+    out = {}
+    for key, value in event.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _create_documented(con, mapping, rows):
+    import json
+    columns = list(mapping.schema.items())
+    body = ", ".join(f'"{c}" {_DOCUMENTED_TYPES[t]}' for c, t in columns)
+    con.execute(f'CREATE OR REPLACE TABLE "{mapping.table}" ({ROW} BIGINT, {body})')
+    if rows:
+        con.executemany(f'INSERT INTO "{mapping.table}" VALUES ({", ".join("?" * (len(columns) + 1))})',
+                        [[n] + [json.dumps(row[c]) if t == "dynamic" and row[c] is not None else row[c]
+                                for c, t in columns] for n, (row, _) in enumerate(rows)])
+
+
+def _documented_undecided(mapping, rows, events, query) -> dict:
+    """{event no: reason}: events the table cannot hold, a missing or "" value where the rule
+    tells them apart (both read ""), non-ASCII letters compared case-insensitively."""
+    out = {n: reason for n, (_, reason) in enumerate(rows) if reason}
+    empty = _tells_empty(query)
+    folded = {m.field for m in walk(query) if isinstance(m, Match) and not m.cased and m.field}
+    for n, event in enumerate(events):
+        if n in out:
+            continue
+        for f in _fields(query):
+            values = [text(v) for v in field_values(event, f)]
+            if f in empty and values in ([], [""]):
+                out[n] = _EMPTY
+            elif f in folded and any(_non_ascii_letter(v) for v in values):
+                out[n] = "non-ASCII letters compared case-insensitively follow Kusto's folding (README)"
+    return out
 
 
 _EMPTY = "Kusto stores a missing string as \"\", and the rule tells an empty string from a missing one"
