@@ -432,17 +432,21 @@ def test_generated_correlation_queries_pass_the_analyzer():
     assert _analyze(items) == {}
 
 
-def test_json_group_key_and_number_column(tmp_path):
+def test_json_group_key_refused_and_number_column(tmp_path):
+    """A key inside JSON text is tested value by value (an mv-apply), so it is no column a
+    correlation can group by: refused with the reason. A number column is the value summed."""
     mapping = tmp_path / "m.yml"
     mapping.write_text("table: Logs_CL\nfields: {ms: {column: Ms, type: number}, ok: {column: Ok, type: bool}}\n"
                        "json: {request: Request}\n", encoding="utf-8")
-    text = _correlation_text("value_sum", 1, ["request.host", "ok"], "5m", {"gte": 10, "field": "ms"})
-    rules, _ = load_text(text, "c.yml")
-    correlations, _, _ = resolve(rules)
     backend = Kql(mapping_file=mapping)
+    text = _correlation_text("value_sum", 1, ["request.host", "ok"], "5m", {"gte": 10, "field": "ms"})
+    correlations, _, _ = resolve(load_text(text, "c.yml")[0])
+    with pytest.raises(Unsupported, match="request.host is a key inside the JSON text of Request"):
+        backend.convert_correlation(correlations[0])
+    text = _correlation_text("value_sum", 1, ["ok"], "5m", {"gte": 10, "field": "ms"})
+    correlations, _, _ = resolve(load_text(text, "c.yml")[0])
     query = backend.convert_correlation(correlations[0])
-    assert "isnotnull(parse_json(Request).host) and isnotnull(Ok)" in query
-    assert "Key0 = tostring(parse_json(Request).host), Key1 = tostring(Ok), Number = Ms" in query
+    assert "Key0 = tostring(Ok), Number = Ms" in query
     columns = [["TimeGenerated", "datetime"], ["Request", "string"], ["Ok", "bool"], ["Ms", "real"],
                ["action", "string"]]
     assert _analyze([("json", query, "Logs_CL", columns)]) == {}

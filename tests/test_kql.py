@@ -108,12 +108,24 @@ def test_cloudtrail_unreachable_field_is_named():
         convert({"sel": {"userIdentity.sourceIdentity": "x"}, "condition": "sel"})
 
 
-@pytest.mark.parametrize("field", ["requestParameters.userName", "requestParameters.layers|exists",
-                                   "responseElements.role.arn|contains"])
-def test_keys_inside_json_text_are_unsupported(field):
-    # The evaluator enters a list wherever one stands on the path; a where clause cannot.
-    with pytest.raises(Unsupported, match="may hold a list"):
-        convert({"sel": {field: True if field.endswith("exists") else "x"}, "condition": "sel"})
+def test_keys_inside_json_text_are_counted_per_event():
+    # The evaluator enters lists anywhere on the path: an mv-apply counts each test's values
+    # (executed in test_engines_agree, the kql engine turning mv-apply into a join).
+    query = convert({"sel": {"requestParameters.layers|exists": True, "eventName": "X"}, "condition": "sel"})
+    assert query.startswith('AWSCloudTrail\n| where EventName =~ "X"\n'
+                            '| mv-apply sigma_value = pack_array(parse_json(RequestParameters)) on (\n')
+    assert query.endswith('| where sigma_match1 > 0\n| project-away sigma_match1')
+
+
+@pytest.mark.parametrize("sel, reason", [
+    ({"requestParameters.fromPort": 22}, "Kusto reads as a number, a time or a GUID"),
+    ({"requestParameters.policy|contains": '"Effect"'}, "in its own key order"),
+    ({"requestParameters.size|gt": 3}, "tested with eq, contains"),
+    ({"userIdentity.arn|fieldref": "requestParameters.userName"}, "cannot be compared with another field"),
+])
+def test_keys_inside_json_text_refused_where_kusto_reads_them_otherwise(sel, reason):
+    with pytest.raises(Unsupported, match=reason):
+        convert({"sel": sel, "condition": "sel"})
 
 
 def test_negated_null_producing_predicates_are_coalesced():

@@ -328,15 +328,15 @@ def test_a_rule_a_target_cannot_execute(tmp_path, capsys):
 
 
 def test_events_a_target_cannot_hold(tmp_path, capsys):
-    """KQL cannot tell an empty string from a missing one: an event with errorCode "" is left
-    out of that target's answer, with the reason; with no event left the rule is not executable
-    there, and with some left it is graded on those."""
+    """KQL cannot tell an empty string from a missing one: where the rule tells them apart, an
+    event with errorCode "" or none is left out of that target's answer, with the reason; with
+    no event left the rule is not executable there, and with some left it is graded on those."""
     reason = engines.get("kql")().unavailable()
     if reason:
         missing_tool(reason)
     empty = {**CREATE, "errorCode": ""}
     _write(tmp_path, {"a/r.yml": RULE, "a/r.tests.yml": {"no_match": [empty]},
-                      "b/r.yml": RULE, "b/r.tests.yml": {"match": [CREATE], "no_match": [empty]}})
+                      "b/r.yml": RULE, "b/r.tests.yml": {"match": [CREATE], "no_match": [DENIED, empty]}})
     report = tmp_path / "report.json"
     code, out, err = run_cli(capsys, tmp_path, "--targets", "evaluator,kql", "--report", report)
     assert code == 0, out + err
@@ -344,8 +344,10 @@ def test_events_a_target_cannot_hold(tmp_path, capsys):
     assert {k: r["status"] for k, r in found.items()} == {
         ("a", "evaluator"): "pass", ("a", "kql"): "not-executable", ("b", "evaluator"): "pass", ("b", "kql"): "pass"}
     assert '""' in found["a", "kql"]["reason"]
-    assert found["b", "kql"]["checked"] == 1 and found["b", "evaluator"]["checked"] == 2
-    assert found["b", "kql"]["notes"] == [f"no_match[0]: 1 event this target cannot hold: {found['a', 'kql']['reason']}"]
+    assert found["b", "kql"]["checked"] == 1 and found["b", "evaluator"]["checked"] == 3
+    why = found['a', 'kql']['reason']
+    assert found["b", "kql"]["notes"] == [f"match[0]: 1 event this target cannot hold: {why}",
+                                          f"no_match[1]: 1 event this target cannot hold: {why}"]
 
 
 def test_junit_is_well_formed(tmp_path, capsys):

@@ -77,12 +77,15 @@ class Backend:
         """The query text for one rule; Unsupported if the target cannot say it exactly."""
         try:
             self.mapping = self.mapping_for(rule)
-            where = self.render(rule.query)
             return self.env.get_template(f"{self.name}/query.j2").render(
-                where=where, rule=rule, mapping=self.mapping, table=self.table(),
+                **self.query_parts(rule.query), rule=rule, mapping=self.mapping, table=self.table(),
                 options=self.options).strip()
         except TranspileError as e:
             raise e.located(getattr(rule, "path", None), "detection") from None
+
+    def query_parts(self, query) -> dict:
+        """What query.j2 renders besides the rule, mapping, table and options: `where`."""
+        return {"where": self.render(query)}
 
     def convert_correlation(self, correlation) -> str:
         """The query for a correlation (transpiler.correlation.Correlation); a backend that
@@ -185,19 +188,11 @@ def object_text_differs(m) -> bool:
     that lies inside one member wherever it is found (no punctuation where members meet),
     cannot be part of a number, and under |cased cannot meet the hexadecimal letter of a
     \\u001a escape."""
-    from ..evaluate import fold, text
     if m.op in (Op.CIDR, Op.LT, Op.LTE, Op.GT, Op.GTE, Op.TIMEPART, Op.EXISTS, Op.NULL):
         return False   # no object's text is an address, a number or a time
-    if m.op is Op.EQ:
-        parts = [text(m.value)]
-    elif m.op is Op.GLOB:
-        parts = list(m.value)
-    elif m.op in (Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH):
-        parts = {Op.CONTAINS: [Wild.STAR, m.value, Wild.STAR], Op.STARTSWITH: [m.value, Wild.STAR],
-                 Op.ENDSWITH: [Wild.STAR, m.value]}[m.op]
-    else:
+    parts = text_pattern(m)
+    if parts is None:
         return True    # a regex or another field's value: any text
-    parts = [p if not isinstance(p, str) or m.cased else fold(p) for p in parts if p != ""]
     if parts == ["{}"]:
         return False   # the empty object's text, in both
     literals = [p for p in parts if isinstance(p, str)]
@@ -211,6 +206,22 @@ def object_text_differs(m) -> bool:
         return True    # several literals, `?`, or a whole object: the order and spelling show
     lit = literals[0]
     return _may_cross_members(lit) or _may_meet_number(lit) or (m.cased and _may_meet_escape(lit))
+
+
+def text_pattern(m) -> list | None:
+    """A text test (eq, contains, startswith, endswith, glob) as the whole text's pattern: its
+    literal parts (lowered unless cased; no empty ones) and Wild tokens; None for other tests."""
+    from ..evaluate import fold, text
+    if m.op is Op.EQ:
+        parts = [text(m.value)]
+    elif m.op is Op.GLOB:
+        parts = list(m.value)
+    elif m.op in (Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH):
+        parts = {Op.CONTAINS: [Wild.STAR, m.value, Wild.STAR], Op.STARTSWITH: [m.value, Wild.STAR],
+                 Op.ENDSWITH: [Wild.STAR, m.value]}[m.op]
+    else:
+        return None
+    return [p if not isinstance(p, str) or m.cased else fold(p) for p in parts if p != ""]
 
 
 def _may_cross_members(lit: str) -> bool:

@@ -17,10 +17,11 @@ import re
 
 from ..errors import TranspileError, Unsupported
 from ..evaluate import compile_query, text as text_form
-from ..nodes import And, Match, Not, Op, Or, walk
+from ..mapping import Target
+from ..nodes import And, Match, Not, Op, Or, Wild, walk
 from ..regex import compile_regex, glob_regex, rust_regex
 from ..resources import resource_dir
-from .base import Backend, covers_ipv4_mapped
+from .base import Backend, covers_ipv4_mapped, text_pattern
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Characters written as escapes inside a "..." literal. A raw line break is a syntax error and
@@ -45,6 +46,9 @@ class Kql(Backend):
         self._leaves: dict = {}    # memo: (mapping, negated, Match or fold key and group) -> text
         self._targets: dict = {}   # memo: (mapping, field) -> Target
         self._computed: dict = {}  # the computed columns (a mapping's expr fields) of the query being made
+        self._places: dict = {}    # memo: (mapping, field) -> (column, keys) inside JSON text, or None
+        self._json: dict = {}      # the rule's keys inside JSON text: (column, keys) -> {test: count's name}
+        self._json_uses = 0        # how many JSON tests were rendered (query_parts: which conjuncts need them)
 
     def filters(self) -> dict:
         return {"str": string, "regex": regex, "ident": identifier, "ref": self.reference,
@@ -58,10 +62,12 @@ class Kql(Backend):
 
     # --- the tree walk: track negation (for coalesce) and fold Or lists ------------------------
     def render(self, query, parent=None):
+        if isinstance(query, Match) and self.json_place(query.field):
+            return self._json_leaf(query)
         if isinstance(query, Not):
             arg = query.arg
             if isinstance(arg, Match) and arg.op in (Op.EXISTS, Op.NULL):   # never null: the opposite test
-                return self.macros.exists(Match(arg.field, Op.EXISTS, arg.op is Op.NULL or not arg.value))
+                return self.render(Match(arg.field, Op.EXISTS, arg.op is Op.NULL or not arg.value))
             self._negations += 1
             try:
                 return self.macros.not_(self.render(arg))   # not(...) brackets it already
@@ -111,6 +117,8 @@ class Kql(Backend):
         family on one field into cidr_any() and tests of one bool column into one boolean();
         order of first appearance kept."""
         def key(a):
+            if isinstance(a, Match) and self.json_place(a.field):
+                return ("json", a.field, a.cased) if a.op is Op.EQ else None
             if isinstance(a, Match) and a.field is not None:
                 if self._on_bool(a):
                     return "boolean", a.field
@@ -121,11 +129,98 @@ class Kql(Backend):
             return None
 
         def fold(k, group):
+            if k[0] == "json":
+                return self._json_leaf(tuple(group))
             if k[0] == "boolean":
                 held = {word for m in group for word in truths(m)}
                 return self.macros.boolean(group[0], [w for w in ("true", "false") if w in held])
             return getattr(self.macros, k[0])(group)
-        return self.fold_or(args, key, lambda k, group: self._leaf((k, tuple(group)), lambda: fold(k, group)))
+        return self.fold_or(args, key, lambda k, group: fold(k, group) if k[0] == "json"
+                            else self._leaf((k, tuple(group)), lambda: fold(k, group)))
+
+    # --- keys inside JSON text ---------------------------------------------------------------
+    def query_parts(self, query) -> dict:
+        """The where clause; with keys inside JSON text, also the mv-apply blocks that count their
+        values' tests per event (`json`, their counts `counts`) and, when the query is an And, its
+        conjuncts that need none of them (`before`, a where ahead of the blocks)."""
+        self._json = {}
+        if not isinstance(query, And):
+            return {"where": self.render(query), **self._json_blocks(None)}
+        before, after = [], []
+        for a in query.args:
+            uses = self._json_uses
+            text = self.render(a, And)
+            (after if self._json_uses > uses else before).append(text)
+        if not self._json:
+            return {"where": self.macros.and_(self._chunked(before, self.macros.and_)), **self._json_blocks(None)}
+        return {"where": self.macros.and_(self._chunked(after, self.macros.and_)),
+                **self._json_blocks(self.macros.and_(self._chunked(before, self.macros.and_)) if before else None)}
+
+    def _counted(self) -> int:
+        return sum(len(leaves) for leaves in self._json.values())
+
+    def json_place(self, field):
+        """(column, keys) when the field is a key inside the JSON text of a column (or a member
+        of the elements of a JSON array column), else None."""
+        if field is None:
+            return None
+        key = (id(self.mapping), field)
+        if key not in self._places:
+            t = self.resolve(field)
+            keys = t.json_path or (tuple(t.element.split(".")) if t.element is not None else ())
+            self._places[key] = (t.column, keys) if keys else None
+        return self._places[key]
+
+    def _json_leaf(self, m) -> str:
+        """A test of a key inside JSON text (m, or a tuple of equalities on one key): the number
+        of the key's values it holds for, counted per event by an mv-apply before the where
+        (templates/kql/match.j2 json_values), compared with 0 here."""
+        ms = m if isinstance(m, tuple) else (m,)
+        first = ms[0]
+        place = self.json_place(first.field)
+        if len(place[1]) > MAX_JSON_KEYS:
+            raise Unsupported(f"{self.name}: {first.field} has more than {MAX_JSON_KEYS} keys inside {place[0]}",
+                              kind="json")
+        if first.op in (Op.EXISTS, Op.NULL):
+            holds = first.op is Op.EXISTS and first.value is True
+            m = Match(first.field, Op.EXISTS, True)
+        else:
+            holds = True
+            for one in ms:
+                json_test(one)   # Unsupported where Kusto's values cannot be tested exactly
+        self._json_uses += 1
+        leaves = self._json.setdefault(place, {})
+        if m not in leaves:
+            leaves[m] = f"sigma_match{self._counted() + 1}"
+        return self.macros.json_count(leaves[m], holds)
+
+    def _json_blocks(self, before) -> dict:
+        """query.j2's `before`, `json` (an mv-apply per JSON place) and `counts` (their columns)."""
+        blocks, counts = [], []
+        for (column, keys), leaves in self._json.items():
+            splits = _splits(keys)
+            stages = []
+            for i in range(len(keys)):   # each reading's key at this step (None: it has none left)
+                by_key: dict = {}
+                for n, split in enumerate(splits, 1):
+                    by_key.setdefault(split[i] if i < len(split) else None, []).append(n)
+                stages.append(sorted(by_key.items(), key=lambda item: item[0] is None))
+            tests = [(name, self._json_test_text(m)) for m, name in leaves.items()]
+            blocks.append(self.macros.json_values(column, len(splits), stages, tests))
+            counts.extend(name for name, _ in tests)
+        return {"before": before, "json": blocks, "counts": counts}
+
+    def _json_test_text(self, m) -> str:
+        """The test of one value (sigma_value, its text sigma_text and type sigma_type)."""
+        ms = m if isinstance(m, tuple) else (m,)
+        if ms[0].op is Op.EXISTS:
+            return self.macros.json_test(None, None)
+        # several: equalities (_render_or_args), which no number, typed string or object passes
+        spec = json_test(ms[0])
+        on_text = [dataclasses.replace(one, field=VALUE) for one in ms]
+        text = self.macros.in_(on_text) if len(ms) > 1 else super().render(on_text[0])
+        held = {word for one in ms for word in truths(one)}
+        return self.macros.json_test(text, {**spec, "bools": [w for w in ("true", "false") if w in held]})
 
     # --- correlations --------------------------------------------------------------------------
     def convert_correlation(self, correlation) -> str:
@@ -150,7 +245,7 @@ class Kql(Backend):
         try:
             self.mapping = self.mapping_for(base)
             query = self.mapping.rewrite(base.query)
-            where = self.render(query)
+            parts = self.query_parts(query)
         except TranspileError as e:
             raise e.located(base.label, "detection") from None
         fields = dict(zip(c.group_by, c.group_fields(base)))
@@ -158,9 +253,9 @@ class Kql(Backend):
         keys = [self._part(fields[n], "group-by") for n in names]
         value = self._part(c.value_field(base), "condition.field") if c.field else None
         time = self.options.get("time_column") or self.mapping.extra.get("time_column") or "TimeGenerated"
-        return {"table": identifier(self.table()), "rows": self.mapping.rows, "where": where,
-                "computed": list(computed.items()), "time": identifier(time),
-                "keys": keys, "value": value}
+        return {"table": identifier(self.table()), "rows": self.mapping.rows, "where": parts["where"],
+                "before": parts["before"], "json": parts["json"], "computed": list(computed.items()),
+                "time": identifier(time), "keys": keys, "value": value}
 
     def _part(self, field: str, role: str) -> dict:
         """A field as the correlation reads it: its text (what the evaluator groups and counts
@@ -183,15 +278,15 @@ class Kql(Backend):
         return found
 
     def _target(self, field: str):
+        if field == VALUE:
+            return Target("sigma_text", sigma="the JSON value")
         t = self.resolve(field)
-        if t.json_path:
-            # The evaluator enters lists anywhere on the path (and reads "a.b" keys as a.b); KQL's
-            # parse_json(...).a.b reads one value, and a where clause cannot test a list's elements.
-            raise Unsupported(f"{self.name}: {field} is a key inside the JSON text of {t.column}, where an event "
-                              "may hold a list; a where clause cannot test a list's elements", kind="json-array")
-        if t.element is not None:
-            raise Unsupported(f"{self.name}: {field} is a member of the elements of the JSON array in "
-                              f"{t.column}; a where clause cannot test the elements", kind="json-array")
+        if t.json_path or t.element is not None:
+            # Its values are counted by an mv-apply (json_place); they are no column to compare
+            # with another field, group by or aggregate.
+            raise Unsupported(f"{self.name}: {field} is a key inside the JSON text of {t.column}, whose values "
+                              "are tested one by one; they cannot be compared with another field or used by a "
+                              "correlation", kind="json-array")
         return t
 
     def reference(self, t) -> str:
@@ -221,7 +316,7 @@ class Kql(Backend):
         names += [n.value for n in walk(query) if isinstance(n, Match) and n.op is Op.FIELDREF]
         out = {}
         for name in list(dict.fromkeys(names)) + list(fields):
-            t = self.target(name)
+            t = self.resolve(name)   # not target(): a key inside JSON text is no column, yet no error here
             if t.expr and not t.inline:
                 out.setdefault(t.name or t.sigma, t.expr)
         return out
@@ -247,6 +342,101 @@ class Kql(Backend):
 
 
 ALERT_COLUMNS = ("first_trigger", "last_trigger", "triggers")
+
+
+# --- keys inside JSON text -----------------------------------------------------------------------
+# A key's values are found as the evaluator finds them (evaluate.field_values): parse_json, lists
+# entered (two deep at each key, as the SQL backends), every reading of the keys as literal dotted
+# keys, JSON null no value; templates/kql/match.j2 json_values counts per event the values each
+# test holds for. Kusto's values are not the evaluator's in two documented ways (the dynamic data
+# type, https://learn.microsoft.com/kusto/query/scalar-data-types/dynamic): "Kusto will parse
+# strings as strongly-typed values if they can be parsed as such ... datetime, real, long, and
+# guid", and a property bag's order is not kept, so its text is Kusto's. json_test decides a test
+# on strings by their text, on true and false as the evaluator reads them, and leaves out every
+# other value (numbers, and strings Kusto read as one of those types) and objects where no such
+# value's text can pass the test (or takes them all where every one does); else it refuses.
+
+VALUE = "\0value"   # the field the tests of one JSON value are rendered on: column sigma_text
+MAX_JSON_KEYS = 4   # keys of a field inside JSON text: 2**(n-1) readings as dotted keys
+
+# The texts Kusto may read as a datetime, real, long or guid: its documented datetime formats
+# (ISO 8601, RFC 822 with its zones, RFC 850, sortable: digits, blanks, `,.:-+/` and letters of
+# these words, or one letter), numbers (.NET's, with NaN and Infinity) and GUIDs (hex digits in
+# its five forms); scalar-data-types/datetime, .../dynamic.
+_TYPED_CHARS = frozenset("0123456789 \t\n\r\f\v,.:/-+\u221e\u2212"
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_TYPED_WORDS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+                "october", "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday",
+                "saturday", "sunday", "gmt", "utc", "est", "edt", "cst", "cdt", "mst", "mdt", "pst", "pdt",
+                "nan", "infinity")
+_NUMBER = re.compile(r"\s*[+\-\u2212]?((\d[\d,]*(\.\d*)?|\.\d+)([eE][+\-]?\d+)?|nan|infinity|\u221e)\s*", re.I)
+_GUID_CHARS = frozenset("0123456789abcdefABCDEF{}(),-xX \t")
+# Inside an object's JSON text a literal is found alike in Kusto's text and the evaluator's when it
+# lies in one key or string (no quote, brace, comma or blank), holds only characters every JSON
+# writer writes as themselves, and cannot start inside an escape (\\n, \\u00e9).
+_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789$_@#%!?=~^|;*.-()")
+_ESCAPE_TAIL = frozenset("uU0123456789abcdefABCDEFnrtbf\"\\/")
+
+
+def json_test(m: Match) -> dict:
+    """How a text test m of a key inside JSON text is decided on Kusto's values: strings by
+    their text (sigma_text), true and false by kql.truths, and {"objects": "none" | "all" |
+    "text" (by Kusto's JSON text), "others": "none" | "all"} for objects and every other
+    value. Unsupported where that would not be exact."""
+    from ..analysis import value_text
+    test = f"{m.field}|{m.op.value}{'|cased' if m.cased else ''} {value_text(m)!r}"
+    parts = text_pattern(m)
+    if parts is None:
+        raise Unsupported(f"kql: {test}: a key inside JSON text is tested with eq, contains, startswith, endswith, "
+                          "wildcards, exists and null only (Kusto may read a string there as a number, a time or "
+                          "a GUID, and writes an object in its own key order)", kind="json")
+    literals = [p for p in parts if isinstance(p, str)]
+    if not literals:
+        if Wild.STAR in parts and parts.count(Wild.ONE) <= 1:
+            return {"objects": "all", "others": "all"}   # every text (but maybe ""): every value
+        if not parts:
+            return {"objects": "none", "others": "none"}   # "": a string only
+        raise Unsupported(f"kql: {test}: a test of a text's length inside JSON text, where Kusto may read a "
+                          "string as a number, a time or a GUID and write it its own way", kind="json")
+    typed = _typed(literals[0]) if m.op is Op.EQ else all(_may_be_typed(p) for p in literals)
+    if typed:
+        raise Unsupported(f"kql: {test} could hold for a JSON string Kusto reads as a number, a time or a GUID "
+                          "(the dynamic type's documentation), or for a number, whose text is then Kusto's",
+                          kind="json")
+    if isinstance(parts[0], str) and not parts[0].startswith("{") or \
+            isinstance(parts[-1], str) and not parts[-1].endswith("}"):
+        return {"objects": "none", "others": "none"}
+    lit = literals[0]
+    if parts == [Wild.STAR, lit, Wild.STAR] and set(lit) <= _PLAIN and lit[0] not in _ESCAPE_TAIL:
+        return {"objects": "text", "others": "none"}
+    raise Unsupported(f"kql: {test} could hold for an object there, whose JSON text Kusto writes in its own key "
+                      "order and escapes", kind="json")
+
+
+def _typed(text: str) -> bool:
+    """Whether a whole text could be one Kusto reads as a datetime, real, long or guid."""
+    hexes = sum(c in "0123456789abcdefABCDEF" for c in text)
+    return bool(_NUMBER.fullmatch(text)) or (set(text) <= _GUID_CHARS and hexes >= 32) or \
+        (any(c.isdigit() for c in text) and _in_time(text))
+
+
+def _may_be_typed(literal: str) -> bool:
+    """Whether a literal could lie inside a text Kusto reads as a datetime, real, long or guid."""
+    return _in_time(literal) or set(literal) <= _GUID_CHARS
+
+
+def _in_time(text: str) -> bool:
+    """Whether text could lie inside a datetime or number text: its characters and letter runs."""
+    return set(text) <= _TYPED_CHARS and all(len(run) == 1 or any(run in w for w in _TYPED_WORDS)
+                                              for run in re.findall(r"[a-z]+", text.lower()))
+
+
+def _splits(keys) -> list:
+    """Every reading of the keys as literal keys, some dotted: (a, b) -> [(a, b), ("a.b",)]."""
+    if len(keys) == 1:
+        return [tuple(keys)]
+    return [(keys[0], *rest) for rest in _splits(keys[1:])] + \
+           [(f"{keys[0]}.{rest[0]}", *rest[1:]) for rest in _splits(keys[1:])]
 
 
 def timespan(seconds: int) -> str:

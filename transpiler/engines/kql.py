@@ -93,7 +93,7 @@ class Kql(Engine):
                     _create(con, mapping.table, cells, events)
                     undecided = _undecided(mapping, fields, cells, events, rule.query)
                 try:
-                    result = duckdb_kql.query(con, query)
+                    result = duckdb_kql.query(con, without_mv_apply(query))
                     at = result.columns.index(ROW)
                     rows = [row[at] for row in result.fetchall()]
                 except Exception as e:   # duckdb_kql.errors.KqlUnsupportedError and the like
@@ -180,11 +180,14 @@ def _cloudtrail_cells(mapping, events) -> dict:
     return columns
 
 
+_JSON_NULL = "duckdb-kql reads a JSON null as a value (Kusto: null)"
+
+
 def _json_cell(value):
     if value is None:
         return "", None
     if _has_null(value):
-        return text(value), "duckdb-kql reads a JSON null as a value (Kusto: null)"
+        return text(value), _JSON_NULL
     return text(value), None
 
 
@@ -295,6 +298,44 @@ def _documented_undecided(mapping, rows, events, query) -> dict:
 
 
 _EMPTY = "Kusto stores a missing string as \"\", and the rule tells an empty string from a missing one"
+_JSON_STRING = "a JSON column holds a string member as its text, which parse_json reads as JSON"
+
+
+def _json_string(mapping, field, event) -> bool:
+    """Whether the JSON column under field holds a string that reads as a JSON object or list:
+    the evaluator finds no key in a string; the column's text, parsed, has keys."""
+    prefix = next((p for p in (*mapping.json, *mapping.arrays) if field.startswith(p + ".")), None)
+    value = event.get(prefix) if prefix else None
+    return isinstance(value, str) and value.strip()[:1] in ("{", "[")
+
+
+# duckdb-kql has no mv-apply (the backend's JSON blocks, templates/kql/match.j2 json_values).
+_MV_APPLY = re.compile(r"\| mv-apply sigma_value = (?P<array>.*) on \(")
+
+
+def without_mv_apply(query: str) -> str:
+    """The query with each mv-apply block as a join: the rows so far, left-joined on their row id
+    with the block's subquery run over all of them, its summarize grouped by the row id; a row
+    whose values the subquery's mv-expands all drop gets count 0, the default of summarize
+    without `by`, which mv-apply runs per row (Kusto's docs: mv-apply, summarize)."""
+    lines = query.split("\n")
+    lets, current, i = [], [], 0
+    while i < len(lines):
+        found = _MV_APPLY.fullmatch(lines[i])
+        if not found:
+            current.append(lines[i])
+            i += 1
+            continue
+        end = lines.index("    )", i)
+        sub = [line.strip() for line in lines[i + 1:end]]
+        counts = re.findall(r"(sigma_match\d+) = countif", sub[-1])
+        name = f"sigma_in{len(lets) + 1}"
+        lets.append(f"let {name} = " + "\n".join(current) + ";")
+        current = [f"{name}\n| join kind=leftouter ({name} | extend sigma_value = {found['array']} "
+                   f"| mv-expand sigma_value | {' '.join(sub)} by {ROW}) on {ROW}\n"
+                   f"| extend {', '.join(f'{c} = coalesce({c}, 0)' for c in counts)}"]
+        i = end + 1
+    return "\n".join(lets + current)
 
 
 def _tells_empty(query) -> set:
@@ -323,9 +364,14 @@ def _undecided(mapping, fields, columns, events, query) -> dict:
             if n in out:
                 continue
             reason = cells[n][1] if n < len(cells) else None
-            if reason is None and f in empty and kind == "string" and not target.json_path \
+            json = bool(target.json_path) or target.element is not None
+            if json and reason == _JSON_NULL:   # a key's values are read by gettype(), null there too
+                reason = None
+            if reason is None and f in empty and kind == "string" and not json \
                     and [text(v) for v in field_values(event, f)] in ([], [""]):
                 reason = _EMPTY
+            if reason is None and json and _json_string(mapping, f, event):
+                reason = _JSON_STRING
             if reason is None and f in folded and any(_non_ascii_letter(text(v)) for v in field_values(event, f)):
                 reason = "non-ASCII letters compared case-insensitively follow Kusto's folding (README)"
             if reason:
