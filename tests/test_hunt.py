@@ -234,15 +234,21 @@ def many_files(tmp_path):
 def test_batches_give_the_evaluators_timeline(rules_dir, many_files, monkeypatch):
     """A batch per file and in one batch, DuckDB's timeline is the evaluator's: duplicates of
     earlier batches left out, correlations over events of several batches, unreadable files
-    in between reported alike; with or without the correlation queries."""
+    in between reported alike; with or without the correlation queries; sorted at once or in
+    parts of a time range each (two detections of an event share a part)."""
     ref = hunt.run([rules_dir], [many_files], "evaluator")
     whole = hunt.run([rules_dir], [many_files], "duckdb")
     monkeypatch.setattr(DuckDBEngine, "batch", 1)
+    monkeypatch.setattr(DuckDBEngine, "part", 2)         # the timeline sorted two rows at a time
     batched = hunt.run([rules_dir], [many_files], "duckdb")
     no_correlation_sql(monkeypatch)
     python_alerts = hunt.run([rules_dir], [many_files], "duckdb")
     for got in (whole, batched, python_alerts):
         assert hunt.rows(got) == hunt.rows(ref)
+        with hunt.hunting([rules_dir], [many_files], got.engine) as streamed:
+            lines = io.StringIO()
+            hunt.write(streamed, "jsonl", lines)
+        assert lines.getvalue() == "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in hunt.rows(ref))
         assert [e.path for e in got.bad_files] == [e.path for e in ref.bad_files]
         assert (got.records, got.duplicates) == (ref.records, ref.duplicates) == (15, 4)
     assert [e.path.rsplit("/", 1)[1] for e in ref.bad_files] == ["b.json", "d.json", "e.json", "f.json"]

@@ -65,10 +65,12 @@ class DuckDB(Engine):
     mapping (`-m`), whose tables must be the two this engine loads; memory: DuckDB's memory
     limit in bytes (default MEMORY), beyond which it spills to disk; temp_dir: where the
     scratch folder goes (default duckdb_events.scratch_root()). `batch`: bytes of JSON read
-    per batch of files (None: a quarter of the memory limit, at least 16 MiB)."""
+    per batch of files (None: a quarter of the memory limit, at least 16 MiB); `part`: rows
+    of the timeline sorted at a time (None: one per 4 KiB of the memory limit, at least 10,000)."""
 
     name = "duckdb"
     batch: int | None = None
+    part: int | None = None
 
     def __init__(self, time_field: str | None = "eventTime", fallback: bool = False, threads: int | None = None,
                  mapping_file=None, memory: int | None = None, temp_dir=None):
@@ -255,7 +257,8 @@ def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) ->
     import duckdb            # imported by duckdb_events.connect() by now, signals held meanwhile
     start = time.perf_counter()
     backend = DuckDBBackend(mapping_file=engine.mapping_file, time_field=engine.time_field or "eventTime")
-    out = Hits(con, backend, show, read=tables.read)
+    time_path = (cloudtrail.sigma_fields().get(engine.time_field or "") or (None,))[0]
+    out = Hits(con, backend, show, time_path, engine.part or max(10_000, engine.memory // 4096), read=tables.read)
     queries, slow = {}, {}           # rule no -> (WHERE, table); rule no -> why it runs on the evaluator
     for n, rule in enumerate(rules):
         if rule.query is None:
@@ -283,7 +286,7 @@ def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) ->
     kept = ["row_id"] + [c for c in columns if c in _words(read)]    # what correlation queries read
     for keys in tables.batches(needed, columns):
         _batch(engine, tables, rules, queries, slow, out, ran, keys, duckdb)
-        _keep(con, tables, show, bases, kept)
+        _keep(con, tables, show, bases, kept, backend, time_path)
     for n in out.failed:
         con.execute("DELETE FROM _hits WHERE rule = $n", {"n": n})
     if out.failed and show:
@@ -293,7 +296,7 @@ def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) ->
     out.matches = Matches(con, sorted((set(queries) | set(slow)) - set(out.failed)))
     if show:
         columns = ", ".join(f"c{i} VARCHAR" for i in range(len(show)))
-        con.execute(f"CREATE TABLE IF NOT EXISTS _shown (row_id BIGINT, {columns})")   # when no batch came
+        con.execute(f"CREATE TABLE IF NOT EXISTS _shown (row_id BIGINT, {columns}, class INTEGER, micros BIGINT)")
     out.rows = Rows(con, show) if show else {}
     out.phases["queries"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -332,12 +335,17 @@ def _batch(engine, tables, rules, queries, slow, out, ran, keys, duckdb):
     con.execute("INSERT INTO _hits SELECT * FROM _batch_hits")
 
 
-def _keep(con, tables, show, bases, kept):
-    """What later steps read of the batch: the shown columns of the events selected, and the
-    rows the correlations' rules selected (the CloudTrail table's `kept` columns)."""
+def _keep(con, tables, show, bases, kept, backend, time_path):
+    """What later steps read of the batch: the shown columns of the events selected, with
+    where their time sorts (engines.time_order: class and microseconds), and the rows the
+    correlations' rules selected (the CloudTrail table's `kept` columns)."""
     if show:
         columns = ", ".join(f"{_path_sql(p)} AS c{i}" for i, p in enumerate(show))
-        picked = f"SELECT row_id, {columns} FROM {cloudtrail.TABLE} WHERE row_id IN (SELECT row_id FROM _batch_hits)"
+        moment = _path_sql(time_path) if time_path else "NULL"
+        picked = (f"SELECT row_id, {columns}, CASE WHEN i IS NOT NULL THEN 0 WHEN {moment} IS NOT NULL THEN 1 "
+                  f"ELSE 2 END AS class, coalesce(epoch_us(i), 0) AS micros FROM (SELECT *, "
+                  f"{backend.macros.instant(moment) if time_path else 'NULL::TIMESTAMP'} AS i FROM {cloudtrail.TABLE} "
+                  f"WHERE row_id IN (SELECT row_id FROM _batch_hits))")
         con.execute(f"CREATE TABLE IF NOT EXISTS _shown AS {picked} LIMIT 0")
         con.execute(f"INSERT INTO _shown {picked}")
     if bases:
@@ -472,9 +480,9 @@ class Hits(Outcome):
     Tables are open: for logs larger than memory. `matches` and `rows` are mappings that read
     them; counts() and timeline() count and sort there. held() copies them into Python."""
 
-    def __init__(self, con, backend, show, **kw):
+    def __init__(self, con, backend, show, time_path, chunk, **kw):
         super().__init__(**kw)
-        self._con, self._backend, self._show = con, backend, tuple(show)
+        self._con, self._backend, self._show, self._time, self._chunk = con, backend, tuple(show), time_path, chunk
 
     def held(self) -> Outcome:
         """The same outcome with matches and rows as a dict of lists and a dict of dicts."""
@@ -493,22 +501,36 @@ class Hits(Outcome):
     def timeline(self, rank: dict, time: str, tie: str, line=None):
         if not self._show or not rank:
             return
-        column = {p: f"t.c{i}" for i, p in enumerate(self._show)}
+        if time != self._time:
+            raise ValueError(f"this engine's timeline is by {self._time}, not {time}")
+        column = {p: f"s.c{i}" for i, p in enumerate(self._show)}
         moment, tied = column[time], column[tie]
         params = {"rules": list(rank), "ranks": list(rank.values())}
-        what, joins, files = ", ".join(column.values()), "", ""
-        if line is not None:
-            what, joins, files = self._line_sql(line, column, params)
-        # engines.time_order in SQL: (class, microseconds since 1970, text), with the instant
-        # the correlation queries read a time as (evaluate.timestamp's grammar).
+        what = ", ".join(column.values()) if line is None else self._line_sql(line, column, params)
+        rules = "(SELECT unnest($rules) AS rule, unnest($ranks) AS rank, generate_subscripts($rules, 1) AS at)"
+        joined = f"_hits h JOIN _shown s USING (row_id) JOIN {rules} r USING (rule)"
+        # In parts of about `chunk` rows, a time range each, each sorted within the memory limit
+        # (the lines written in parallel, before the sort); the order is engines.time_order's:
+        # (class, microseconds since 1970, text), then tie, rank, event, rule.
         with _failing():
-            result = self._con.execute(
-                f"SELECT h.row_id, h.rule, t.class, t.micros, {moment}, {tied}, {what} FROM _hits h JOIN ("
-                f"SELECT *, CASE WHEN i IS NOT NULL THEN 0 WHEN {moment[2:]} IS NOT NULL THEN 1 ELSE 2 END AS class, "
-                f"coalesce(epoch_us(i), 0) AS micros FROM (SELECT *, {self._backend.macros.instant(moment[2:])} AS i "
-                f"FROM _shown)) t USING (row_id) JOIN (SELECT unnest($rules) AS rule, unnest($ranks) AS rank{joins}) r "
-                f"USING (rule){files} ORDER BY t.class, t.micros, {moment}, coalesce({tied}, ''), r.rank, h.row_id, h.rule",
-                params)
+            ends = self._con.execute(
+                f"SELECT class, micros FROM (SELECT *, sum(n) OVER (ORDER BY class, micros) AS total FROM "
+                f"(SELECT s.class, s.micros, count(*) AS n FROM {joined} GROUP BY ALL)) "
+                f"WHERE total // {self._chunk} > (total - n) // {self._chunk} ORDER BY class, micros",
+                {"rules": params["rules"], "ranks": params["ranks"]}).fetchall()
+        start = None
+        for end in ends + [None]:
+            within = " AND ".join(([f"(s.class, s.micros) > ({start[0]}, {start[1]})"] if start else []) +
+                                  ([f"(s.class, s.micros) <= ({end[0]}, {end[1]})"] if end else [])) or "TRUE"
+            with _failing():
+                result = self._con.execute(
+                    f"SELECT h.row_id, h.rule, s.class, s.micros, {moment}, {tied}, {what} FROM {joined} "
+                    f"WHERE {within} ORDER BY s.class, s.micros, {moment}, coalesce({tied}, ''), r.rank, h.row_id, "
+                    f"h.rule", params)
+            yield from self._rows(result, line)
+            start = end
+
+    def _rows(self, result, line):
         while chunk := _fetch(result):
             for row in chunk:
                 k, n, cls, micros, time_value, tie_value = row[:6]
@@ -519,12 +541,12 @@ class Hits(Outcome):
                     yield k, n, row[6] if row[6] is not None else line.text(n, self.rows[k], self.read, k), \
                         when, tie_value or ""
 
-    def _line_sql(self, line, column, params) -> tuple:
-        """The SQL writing each row as `line` says, and the per-rule values it reads (columns
-        of the rules' table). to_json() writes a text as json.dumps(ensure_ascii=False) does
-        but for the hex digits of 9 control characters (\\u000B, not \\u000b): a row with any
-        of them in a value it writes is NULL, for Python to write."""
-        parts, used, joins, files = [], [], "", ""
+    def _line_sql(self, line, column, params) -> str:
+        """The SQL writing each row as `line` says (from the shown values s, the hit h and the
+        rule's place r.at in $rules). to_json() writes a text as json.dumps(ensure_ascii=False)
+        does but for the hex digits of 9 control characters (\\u000B, not \\u000b): a row
+        with any of them in a value it writes is NULL, for Python to write."""
+        parts, used = [], []
         for key, (how, *args) in line.fields:
             head = json.dumps(key, ensure_ascii=False) + ": "
             if how == "show":
@@ -533,13 +555,12 @@ class Hits(Outcome):
             elif how == "rule":
                 name = f"v{len(params)}"
                 params[name] = [json.dumps(args[0][n], ensure_ascii=False) for n in params["rules"]]
-                joins += f", unnest(${name}) AS {name}"
-                value = f"r.{name}"
-            elif how == "file":
-                params["files"] = [json.dumps(f, ensure_ascii=False) for f in self.read.files]
-                files = (" JOIN (SELECT generate_subscripts($files, 1) - 1 AS f, unnest($files) AS path) fl "
-                         "ON fl.f = h.row_id >> 32")
-                value = "fl.path"
+                value = f"list_extract(${name}, r.at)"
+            elif how == "file":       # a table: list_extract on a long list costs by its length
+                self._con.execute("CREATE OR REPLACE TEMP TABLE _files AS SELECT generate_subscripts($f, 1) - 1 "
+                                  "AS f, unnest($f) AS path", {"f": [json.dumps(f, ensure_ascii=False)
+                                                                  for f in self.read.files]})
+                value = "(SELECT path FROM _files WHERE f = h.row_id >> 32)"
             elif how == "index":
                 value = "CAST(h.row_id & 4294967295 AS VARCHAR)"
             else:
@@ -548,7 +569,7 @@ class Hits(Outcome):
             if value is not None:
                 parts.append(value)
         odd = f"regexp_matches(concat({', '.join(used) or chr(39) * 2}), {literal(_DIFFERENT)})"
-        return f"CASE WHEN {odd} THEN NULL ELSE concat({', '.join(parts)}, '}}') END", joins, files
+        return f"CASE WHEN {odd} THEN NULL ELSE concat({', '.join(parts)}, '}}') END"
 
 
 # Control characters to_json() escapes with upper-case hex digits (json.dumps: lower case).
