@@ -185,7 +185,9 @@ class Mapping:
     def specificity(self, logsource: dict) -> int:
         """How many keys of the mapping's logsource the rule's has too, each equal (case-
         insensitive); -1 if one differs. A mapping without logsource fits every rule, with 0."""
-        wanted = {str(k).lower(): str(v).lower() for k, v in (logsource or {}).items() if v is not None}
+        return self._specificity(dict(logsource_key(logsource)))
+
+    def _specificity(self, wanted: dict) -> int:
         fits = all(wanted.get(str(k).lower()) == str(v).lower() for k, v in self.logsource.items())
         return len(self.logsource) if fits else -1
 
@@ -512,12 +514,19 @@ def list_builtin_mappings(backend: str) -> list[dict]:
     return out
 
 
+def logsource_key(logsource: dict) -> tuple:
+    """A rule's logsource as mappings compare it: (key, value) pairs lowered, null values left
+    out. Rules with the same key are served by the same mapping (backends remember it)."""
+    return tuple({str(k).lower(): str(v).lower() for k, v in (logsource or {}).items() if v is not None}.items())
+
+
 def choose(mappings: list[Mapping], logsource: dict) -> Mapping | None:
     """The mapping that serves the rule's logsource most specifically (the most logsource keys;
     the first one on a tie). A mapping with no logsource serves anything: generic.yml."""
+    wanted = dict(logsource_key(logsource))
     best, score = None, -1
     for mapping in mappings:
-        s = mapping.specificity(logsource)
+        s = mapping._specificity(wanted)
         if s > score:
             best, score = mapping, s
     return best

@@ -14,7 +14,7 @@ import ipaddress
 from functools import cached_property
 
 from ..errors import TranspileError, Unsupported
-from ..mapping import Mapping, Target, builtin_mappings, choose, load_mappings
+from ..mapping import Mapping, Target, builtin_mappings, choose, load_mappings, logsource_key
 from ..nodes import And, Match, Not, Op, Or, Query, Wild
 from ..resources import resource_dir
 
@@ -27,6 +27,7 @@ class Backend:
         self.options = {**self.default_options, **{k: v for k, v in options.items() if v is not None}}
         self._user_mappings = load_mappings(mapping_file) if mapping_file else None   # -m: one, or a set
         self.mapping: Mapping | None = None   # the mapping of the rule being rendered
+        self._chosen: dict = {}               # memo: logsource_key -> mapping (choose tries them all)
 
     # --- filters: a subclass adds its escaping functions here --------------------------
     def filters(self) -> dict:
@@ -61,7 +62,11 @@ class Backend:
         mappings = self._user_mappings or self.builtin_mappings
         if self._user_mappings is not None and len(mappings) == 1:
             return mappings[0]
-        mapping = choose(mappings, getattr(rule, "logsource", {}))
+        logsource = getattr(rule, "logsource", {})
+        key = logsource_key(logsource)
+        mapping = self._chosen.get(key)
+        if mapping is None:
+            mapping = self._chosen[key] = choose(mappings, logsource)
         if mapping is None:
             where = f"mapping {mappings[0].source}" if self._user_mappings else self.name
             raise Unsupported(f"{where} has no field mapping for logsource {rule.logsource}")
