@@ -437,7 +437,7 @@ def read_schema(path, check: _Checker | None = None) -> dict:
 @lru_cache(maxsize=None)
 def _read_schema(path: str) -> dict:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = _safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ValueError(str(e).replace("\n", " ")) from None
     columns = data.get("columns") if isinstance(data, dict) else None
@@ -449,9 +449,19 @@ def _read_schema(path: str) -> dict:
     return dict(columns)
 
 
+def _safe_load(text: str):
+    """yaml.safe_load's data, parsed by libyaml where it is installed (the built-in mappings
+    and schemas are read on every run: a tenth of the time). A text libyaml refuses is read
+    again by PyYAML's own parser, so that its message is the one users have always seen."""
+    try:
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return yaml.safe_load(text)
+
+
 def _read_yaml(path):
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return _safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         message = str(e).replace("\n", " ")
         raise RuleError(f"cannot read mapping: {message}", path=path, kind="mapping") from None
