@@ -9,14 +9,19 @@ cold (ours with --no-cache); prints each tool's median wall and CPU time and pea
 median of the per-pair ratios and the load average. Then, per folder, from one in-process
 run: converted, unsupported by reason (the error kind and its most frequent messages), load
 errors.
+
+Both tools run from Python bytecode, as installed packages do (bench/startup.py says why);
+--source-only keeps the shell's PYTHONDONTWRITEBYTECODE.
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import json
+import os
 import re
 import sys
+import tempfile
 
 import paired
 from common import ROOT, need_corpus
@@ -50,9 +55,18 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--folder", action="append")
+    p.add_argument("--source-only", action="store_true", help="keep PYTHONDONTWRITEBYTECODE if set")
     args = p.parse_args()
     sigmahq = need_corpus("rules", "sigmahq-rules")
-    paired.convert_figure("kql", sigmahq, args.runs, *paired.cold())
+    with tempfile.TemporaryDirectory(prefix="bench-kql-") as tmp:
+        if not args.source_only:   # the children inherit it
+            os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+            os.environ["PYTHONPYCACHEPREFIX"] = tmp
+            seed = [str(ROOT / "rules" / "aws_iam_user_created.yml")]
+            for argv in (paired.ours_convert("kql", seed, *paired.cold()), paired.sigma_convert("kql", seed)):
+                paired.run(argv)      # writes the bytecode
+        print(f"bytecode: {'as the shell says' if args.source_only else 'compiled once, then read'}")
+        paired.convert_figure("kql", sigmahq, args.runs, *paired.cold())
     for folder in args.folder or [str(sigmahq), str(need_corpus("rules", "suzaku-rules"))]:
         c = counts(folder)
         unsupported = sum(c["unsupported"].values())
