@@ -411,18 +411,21 @@ def load_schema(name: str, source: str = "", check: _Checker | None = None) -> d
     """A table's columns -> types, from templates/<backend>/schemas/NAME.yml (next to the
     mapping's own folder first), or a path relative to the mapping file."""
     check = check or _Checker(source)
-    candidates = []
-    if source and (name.endswith((".yml", ".yaml")) or "/" in name):
-        candidates.append(Path(source).parent / name)
-    else:
-        if source:
-            candidates.append(Path(source).resolve().parent.parent / "schemas" / f"{name}.yml")
-        templates = resource_dir("templates")
-        candidates += sorted(Path(str(templates)).glob(f"*/schemas/{name}.yml"))
-    for path in candidates:
+    for path in _schema_candidates(name, source):
         if path.is_file():
             return read_schema(path, check)
     check.fail("schema", f"no schema named {name!r} (templates/<backend>/schemas/{name}.yml)")
+
+
+def _schema_candidates(name: str, source: str):
+    """Where a schema may be, in order; made as they are tried (the built-in mappings find
+    theirs in the first place, and load_schema runs for each of them: no folder search)."""
+    if source and (name.endswith((".yml", ".yaml")) or "/" in name):
+        yield Path(source).parent / name
+        return
+    if source:
+        yield Path(source).resolve().parent.parent / "schemas" / f"{name}.yml"
+    yield from sorted(Path(str(resource_dir("templates"))).glob(f"*/schemas/{name}.yml"))
 
 
 def read_schema(path, check: _Checker | None = None) -> dict:
