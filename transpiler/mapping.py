@@ -42,7 +42,6 @@ The backend renders a Target in its own syntax; this module only decides what it
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -324,8 +323,7 @@ class _Checker:
         extra = {k: v for k, v in data.items() if k not in MAPPING_KEYS}
         for key, value in extra.items():
             if key not in EXTRA_KEYS:
-                close = difflib.get_close_matches(key, MAPPING_KEYS + EXTRA_KEYS, n=1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
+                hint = _did_you_mean(key, MAPPING_KEYS + EXTRA_KEYS)
                 self.fail(key, f"unknown key{hint}; a mapping has {', '.join(MAPPING_KEYS + EXTRA_KEYS)}")
             if key in ("time_column", "values"):
                 self.text(key, value)
@@ -353,8 +351,7 @@ class _Checker:
                                                   f"of that name: give it another name")
         for key, column in named:
             if column.split(".")[0] not in mapping.schema:
-                close = difflib.get_close_matches(column, list(mapping.schema), n=1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
+                hint = _did_you_mean(column, list(mapping.schema))
                 self.fail(key, f"column {column!r} is not in the schema of {mapping.schema_name}{hint}")
 
 
@@ -398,6 +395,12 @@ def parse_mapping(data, source: str = "", prefix: str = "") -> Mapping:
     )
     check.against_schema(mapping)
     return mapping
+
+
+def _did_you_mean(word: str, choices) -> str:
+    import difflib      # only for an error: not on every run's import
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _typed(target: Target, spec, schema: dict) -> Target:
