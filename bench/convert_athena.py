@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 
 import paired
@@ -39,9 +40,12 @@ def main(target="athena"):
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--folder", default=None)
+    p.add_argument("--source-only", action="store_true", help="keep PYTHONDONTWRITEBYTECODE if set")
     args = p.parse_args()
     folder = paired.Path(args.folder) if args.folder else need_corpus("rules", "sigmahq-rules")
-    paired.convert_figure(target, folder, args.runs, *paired.cold())
+    with tempfile.TemporaryDirectory(prefix="bench-athena-") as tmp:
+        paired.from_bytecode(tmp, target, args.source_only)
+        paired.convert_figure(target, folder, args.runs, *paired.cold())
     phases(target, paired.survivors(target, folder))
 
 

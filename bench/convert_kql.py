@@ -11,14 +11,13 @@ run: converted, unsupported by reason (the error kind and its most frequent mess
 errors.
 
 Both tools run from Python bytecode, as installed packages do (bench/startup.py says why);
---source-only keeps the shell's PYTHONDONTWRITEBYTECODE.
+--source-only keeps the shell's PYTHONDONTWRITEBYTECODE (paired.from_bytecode).
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import json
-import os
 import re
 import sys
 import tempfile
@@ -59,13 +58,7 @@ def main():
     args = p.parse_args()
     sigmahq = need_corpus("rules", "sigmahq-rules")
     with tempfile.TemporaryDirectory(prefix="bench-kql-") as tmp:
-        if not args.source_only:   # the children inherit it
-            os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-            os.environ["PYTHONPYCACHEPREFIX"] = tmp
-            seed = [str(ROOT / "rules" / "aws_iam_user_created.yml")]
-            for argv in (paired.ours_convert("kql", seed, *paired.cold()), paired.sigma_convert("kql", seed)):
-                paired.run(argv)      # writes the bytecode
-        print(f"bytecode: {'as the shell says' if args.source_only else 'compiled once, then read'}")
+        paired.from_bytecode(tmp, "kql", args.source_only)
         paired.convert_figure("kql", sigmahq, args.runs, *paired.cold())
     for folder in args.folder or [str(sigmahq), str(need_corpus("rules", "suzaku-rules"))]:
         c = counts(folder)

@@ -7,11 +7,8 @@ edit of the rule (a miss, with the analysed grammar and compiled templates cache
 paired with `sigma convert -t athena RULE`; prints the medians of wall and CPU time and peak
 RSS, the median per-pair ratios and the load average.
 
-Both tools run from Python bytecode, as installed packages do (pip compiles it; sigma-cli's
-venv has it): PYTHONDONTWRITEBYTECODE is dropped and the bytecode written once, by an
-untimed run of each, to a temporary PYTHONPYCACHEPREFIX. Otherwise ours, run from a checkout
-in a shell that sets PYTHONDONTWRITEBYTECODE, would compile its modules on every run (some
-0.04 s). --source-only keeps the shell's setting.
+Both tools run from Python bytecode, as installed packages do (paired.from_bytecode);
+--source-only keeps the shell's PYTHONDONTWRITEBYTECODE.
 """
 from __future__ import annotations
 
@@ -35,12 +32,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         env = {**os.environ, "XDG_CACHE_HOME": tmp}
         cold = paired.cold()
-        if not args.source_only:
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-            env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "bytecode")
-            for argv in (paired.ours_convert(args.target, [args.rule], *cold), theirs):
-                paired.run(argv, env=env)     # writes the bytecode
-        print(f"bytecode: {'as the shell says' if args.source_only else 'compiled once, then read'}")
+        paired.from_bytecode(Path(tmp) / "bytecode", args.target, args.source_only, env)
         before = paired.load()
         measured = paired.pairs(paired.ours_convert(args.target, [args.rule], *cold), theirs, args.runs, env=env)
         paired.report(f"one rule to {args.target}, ours cold {' '.join(cold)}", measured, before=before)
