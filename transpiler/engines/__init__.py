@@ -27,6 +27,7 @@ An explicit table of engines, no plugin discovery: add a line to add an engine.
 from __future__ import annotations
 
 import datetime
+import json
 import re
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -160,11 +161,15 @@ class Line:
     fields: tuple
 
     def text(self, n: int, row: dict, read: Read, k: int) -> str:
-        import json
         out = {}
         for key, (how, *args) in self.fields:
             if how == "show":
-                out[key] = next((row[p] for p in args if row.get(p) is not None), None)
+                value = None
+                for p in args:
+                    value = row.get(p)
+                    if value is not None:
+                        break
+                out[key] = value
             elif how == "rule":
                 out[key] = args[0][n]
             elif how in ("file", "index"):
@@ -172,7 +177,11 @@ class Line:
                 out[key] = (read.files[f] if read.files else None) if how == "file" else index
             else:
                 out[key] = args[0]
-        return json.dumps(out, ensure_ascii=False)
+        return _JSON(out)
+
+
+# json.dumps(..., ensure_ascii=False) without building an encoder per line (a timeline has millions)
+_JSON = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class Loaded:
