@@ -43,13 +43,14 @@ class Backend:
             loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
             undefined=jinja2.StrictUndefined, autoescape=False, auto_reload=False,   # no stat per use
             keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True)
+        env.context_class = _direct_calls_context()
         env.filters.update(self.filters())
         env.globals.update(unsupported=self._unsupported, Op=Op, **self.template_globals())
         return env
 
     @cached_property
     def macros(self):
-        return self.env.get_template(f"{self.name}/match.j2").module
+        return DirectMacros(self.env.get_template(f"{self.name}/match.j2").module)
 
     @cached_property
     def builtin_mappings(self) -> list[Mapping]:
@@ -153,6 +154,57 @@ class Backend:
 
     def _unsupported(self, message: str):
         raise Unsupported(f"{self.name}: {message}")
+
+
+# --- calling macros ---------------------------------------------------------------------------
+# A query is thousands of calls of small macros. Jinja calls each through a generic path for any
+# callable (Context.call, then Macro.__call__ sorting out keyword arguments, defaults, `caller`
+# and autoescaping) that costs more than the macro's own work. Our calls pass exactly the
+# macro's positional arguments, with autoescaping off (Backend.env): for those the macro's
+# compiled function is called straight, which is what Jinja does in the end; any other call
+# takes Jinja's path.
+
+def direct(macro):
+    """The macro as a function: its compiled body where the call needs nothing else."""
+    from jinja2.runtime import Macro
+    if type(macro) is not Macro or macro.caller or macro.catch_kwargs or macro.catch_varargs:
+        return macro
+    body, count = macro._func, macro._argument_count
+
+    def call(*args, **kwargs):
+        return body(*args) if len(args) == count and not kwargs else macro(*args, **kwargs)
+    return call
+
+
+class DirectMacros:
+    """A template module's macros, each called as direct() calls it."""
+
+    def __init__(self, module):
+        self.__dict__["_module"] = module
+
+    def __getattr__(self, name):   # only on a first lookup: the function is then kept as an attribute
+        found = direct(getattr(self.__dict__["_module"], name))
+        setattr(self, name, found)
+        return found
+
+
+_context_class = None
+
+
+def _direct_calls_context():
+    """Jinja's Context class, with template-side macro calls made as direct() makes them."""
+    global _context_class
+    if _context_class is None:
+        from jinja2.runtime import Context, Macro
+
+        class DirectCalls(Context):
+            def call(__self, __obj, *args, **kwargs):  # noqa: N805 - Jinja's own spelling
+                if type(__obj) is Macro and not kwargs and len(args) == __obj._argument_count \
+                        and not (__obj.caller or __obj.catch_kwargs or __obj.catch_varargs):
+                    return __obj._func(*args)
+                return Context.call(__self, __obj, *args, **kwargs)
+        _context_class = DirectCalls
+    return _context_class
 
 
 # ::ffff:a.b.c.d, an IPv4 address written as IPv6. The evaluator reads it as the IPv6 address it

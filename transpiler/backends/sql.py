@@ -27,7 +27,7 @@ from ..mapping import builtin_mappings
 from ..nodes import Match, Not, Op, Or, Wild
 from ..regex import java_regex
 from ..resources import resource_dir
-from .base import Backend, covers_ipv4_mapped, object_text_differs
+from .base import Backend, covers_ipv4_mapped, direct, object_text_differs
 
 # Reserved words of Trino (https://trino.io/docs/current/language/reserved.html), Athena
 # (https://docs.aws.amazon.com/athena/latest/ug/reserved-words.html) and DuckDB
@@ -101,6 +101,7 @@ class _Macros:
         for module in self.__dict__["modules"]:
             macro = getattr(module, name, None)
             if macro is not None:
+                macro = direct(macro)
                 setattr(self, name, macro)
                 return macro
         raise AttributeError(name)
