@@ -29,13 +29,20 @@ from __future__ import annotations
 import datetime
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import import_module
 
 from .. import correlation
 from ..errors import TranspileError
 from ..evaluate import timestamp
 from ..events import MAX_EVENT_BYTES, event_files
+
+try:                    # the C function json.dumps uses for strings (ensure_ascii=False)
+    from _json import encode_basestring as _json_string
+except ImportError:     # pragma: no cover  (Python without the _json accelerator)
+    from json.encoder import py_encode_basestring as _json_string
 
 ENGINES = {
     # name -> "module:Class"; each module imports its heavy dependencies (duckdb, ...) itself,
@@ -138,17 +145,52 @@ class Outcome:
         `time` and `tie` are paths of the rows (run's `show`). The row is its values in `show`
         order, or with `line` its text as that Line writes it. Engines that hold their results
         elsewhere (DuckDB) sort and write there, the same way."""
+        if isinstance(self.rows, Rows):         # tuples of values: read by position
+            held, paths = self.rows.held, self.rows.paths
+            at = {p: i for i, p in enumerate(paths)}
+
+            def value(row, path):
+                i = at.get(path)
+                return None if i is None else row[i]
+            write = None if line is None else line.writer(paths, self.read)
+        else:
+            held = self.rows
+
+            def value(row, path):
+                return row.get(path)
         found, order = [], {}
         for n in rank:
             for k in self.matches.get(n, ()):
                 if k not in order:
-                    row = self.rows[k]
-                    order[k] = time_order(row.get(time)), row.get(tie) or ""
+                    row = held[k]
+                    order[k] = time_order(value(row, time)), value(row, tie) or ""
                 found.append((*order[k], rank[n], k, n))
+        del order
         found.sort()
         for when, tied, _, k, n in found:
-            row = self.rows[k]
-            yield k, n, tuple(row.values()) if line is None else line.text(n, row, self.read, k), when, tied
+            row = held[k]
+            if held is self.rows:
+                yield k, n, tuple(row.values()) if line is None else line.text(n, row, self.read, k), when, tied
+            else:
+                yield k, n, row if write is None else write(n, row, k), when, tied
+
+
+class Rows(Mapping):
+    """Outcome.rows held compactly (an engine's results may hold millions): event -> the
+    values of `paths` as a tuple, read as the {path: value} dict of those."""
+
+    def __init__(self, paths):
+        self.paths = tuple(dict.fromkeys(paths))     # as a dict of them holds them: each once
+        self.held = {}                               # event -> tuple of values in `paths` order
+
+    def __getitem__(self, k):
+        return dict(zip(self.paths, self.held[k]))
+
+    def __iter__(self):
+        return iter(self.held)
+
+    def __len__(self):
+        return len(self.held)
 
 
 @dataclass(frozen=True)
@@ -161,6 +203,91 @@ class Line:
     fields: tuple
 
     def text(self, n: int, row: dict, read: Read, k: int) -> str:
+        paths = tuple(row)
+        return self.writer(paths, read)(n, tuple(row[p] for p in paths), k)
+
+    def writer(self, paths, read: Read):
+        """text() of rows given as tuples of the values of `paths`: (n, values, k) -> str.
+        The line is written in runs of fields: those of the rule are written once per rule,
+        those of the event once per event (a timeline lists an event's rules one after the
+        other), the constant text once."""
+        plan = self._plan
+        if plan is None:                    # keys json.dumps would write otherwise: as it does
+            def slow(n, values, k):
+                return self._dumps(n, dict(zip(paths, values)), read, k)
+            return slow
+        runs, tail = plan
+        at = {}
+        for i, p in enumerate(paths):
+            at.setdefault(p, i)
+        event_runs = [[(prefix, how, [at[p] for p in args if p in at] if how == "show" else None)
+                       for prefix, how, args in items] for of_rule, items in runs if not of_rule]
+        order = [(of_rule, sum(1 for r, _ in runs[:i] if r == of_rule)) for i, (of_rule, _) in enumerate(runs)]
+        by_rule = self._rule_texts
+        last = [None, None, None]           # k, values, their texts
+
+        def event_texts(values, k):
+            out = []
+            for items in event_runs:
+                text = ""
+                for prefix, how, where in items:
+                    if how == "show":
+                        value = None
+                        for i in where:
+                            value = values[i]
+                            if value is not None:
+                                break
+                    elif how == "file":
+                        value = read.files[place(k)[0]] if read.files else None
+                    else:
+                        value = place(k)[1]
+                    text += prefix + _value(value)
+                out.append(text)
+            return out
+
+        def write(n, values, k):
+            if k == last[0] and values is last[1]:
+                texts = last[2]
+            else:
+                texts = event_texts(values, k)
+                last[:] = k, values, texts
+            rule = by_rule.get(n)
+            if rule is None:
+                rule = by_rule[n] = self._rule_run_texts(n)
+            return "".join([rule[i] if of_rule else texts[i] for of_rule, i in order]) + tail
+        return write
+
+    @cached_property
+    def _plan(self):
+        """(runs, tail): the fields in runs (of the rule: True, of the event: False) of
+        (text before the value, how, args), the constant text joined to what follows it; or
+        None when json.dumps would not write the keys each once, as given."""
+        keys = [key for key, _ in self.fields]
+        if any(key.__class__ is not str for key in keys) or len(set(keys)) < len(keys):
+            return None
+        runs, pending = [], "{"
+        for key, (how, *args) in self.fields:
+            pending += _json_string(key) + ": "
+            if how == "value":
+                pending += _value(args[0]) + ", "
+                continue
+            of_rule = how == "rule"
+            if not runs or runs[-1][0] != of_rule:
+                runs.append((of_rule, []))
+            runs[-1][1].append((pending, how, args))
+            pending = ", "
+        tail = pending[:-2] + "}" if pending.endswith(", ") else pending + "}"
+        return runs, tail
+
+    @cached_property
+    def _rule_texts(self) -> dict:
+        return {}       # rule no -> texts of the rule's runs
+
+    def _rule_run_texts(self, n) -> list:
+        return ["".join(prefix + _value(args[0][n]) for prefix, _, args in items)
+                for of_rule, items in self._plan[0] if of_rule]
+
+    def _dumps(self, n: int, row: dict, read: Read, k: int) -> str:
         out = {}
         for key, (how, *args) in self.fields:
             if how == "show":
@@ -182,6 +309,17 @@ class Line:
 
 # json.dumps(..., ensure_ascii=False) without building an encoder per line (a timeline has millions)
 _JSON = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _value(value) -> str:
+    """A value as _JSON writes it, alone or inside an object (the same text either way)."""
+    if value.__class__ is str:
+        return _json_string(value)
+    if value is None:
+        return "null"
+    if value.__class__ is int:
+        return int.__repr__(value)
+    return _JSON(value)
 
 
 class Loaded:
