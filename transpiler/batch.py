@@ -80,9 +80,12 @@ def _split(values) -> list[str]:
 
 def load_all(paths, placeholders=None, progress=None, cached=None):
     """rule.load_paths, file by file, so that a progress bar can follow; with `cached` (a
-    cache.Conversion), each file's stored outcome where there is one."""
+    cache.Conversion), each file's stored outcome where there is one, or the outcome
+    cached.prepare() made."""
     rules = []
     files, errors = find_rule_files(paths)
+    if cached is not None:
+        cached.prepare(files, placeholders)     # a cold batch: loaded and converted on every core
     load = cached.load if cached is not None else load_file
     for i, f in enumerate(files, 1):
         got, bad = load(f, placeholders)

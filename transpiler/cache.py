@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import marshal
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -43,6 +44,9 @@ MAGIC = b"STC1"
 MAX_BYTES = 256 * 1024 * 1024     # the whole folder
 KEEP_FRACTION = 0.75              # pruning stops at this share of MAX_BYTES
 TOUCH_AFTER = 24 * 3600           # a hit older than this is marked used again (mtime)
+MIN_SHARE = 100                   # files a process takes, at least, when a cold run is shared
+# A top-level filter or correlation key: such a set is converted whole, in one process.
+_LINKS = re.compile(rb"^[\"']?(?:correlation|filter)[\"']?[ \t]*:", re.M)
 _ERRORS = {c.__name__: c for c in (TranspileError, RuleError, ConditionError, Unsupported)}
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -148,6 +152,9 @@ class Store:
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key[:2]}/{key[2:]}"
+
+    def has(self, key: str) -> bool:
+        return os.path.exists(self._path(key))
 
     def get(self, key: str):
         path = self._path(key)
@@ -257,15 +264,19 @@ class Conversion:
     A hit gives the file's documents as light Rules (metadata, no query: nothing reads it but the
     backend, which is not asked) with their stored outcomes; a miss loads the file."""
 
-    def __init__(self, store: Store, context: bytes):
-        self.store = store
+    def __init__(self, store: Store | None, context: bytes, convert=None, keep=None):
+        self.store = store            # None: entries live for this run only (--no-cache)
         self.context = context
+        self.convert = convert        # rule -> batch.Record: how the run converts a rule
+        self.keep = keep              # rule -> bool: the run's --level/--status/--tag, or None
         self.outcomes: dict = {}      # (path, doc) -> stored outcome, for the hits
         self.missed: dict = {}        # path -> key, for the files loaded in full
+        self.ready: dict = {}         # path -> entry made by prepare(), for load()
+        self.prepared = False         # prepare() wrote entries: the folder may need pruning
         self.hits = 0
 
     @classmethod
-    def open(cls, target, mapping=None, table=None, placeholders=None, root=None):
+    def open(cls, target, mapping=None, table=None, placeholders=None, root=None, convert=None, keep=None):
         """The cache for converting to `target` with these options (cli.cmd_convert's)."""
         mapping_bytes = b""
         if mapping is not None:
@@ -274,7 +285,49 @@ class Conversion:
         context = hashlib.sha256(b"\0".join([
             tool_fingerprint(), target.encode(), repr(mapping).encode(), mapping_bytes,
             repr(table).encode(), repr(placeholders).encode()])).digest()
-        return cls(Store(root), context)
+        return cls(Store(root), context, convert, keep)
+
+    @classmethod
+    def unstored(cls, convert=None, keep=None):
+        """No cache folder (--no-cache): entries are only what prepare() makes on several cores."""
+        return cls(None, b"", convert, keep)
+
+    def prepare(self, files, placeholders=None):
+        """Load and convert the files that have no entry, shared among the machine's cores
+        (parallel.split), keeping each file's entry for load() (and writing it, with a cache
+        folder). A set that may hold filters or correlations is left to load() and convert_all,
+        since its rules' outcomes depend on other files (a key missed here: needs_full_rules)."""
+        from . import parallel, rule
+        todo = []
+        for path in map(str, files):
+            data, _ = rule.read_file(path)
+            if data is None:
+                continue                  # load() reports it
+            if _LINKS.search(data):
+                return
+            key = self.key(path, data)
+            if self.store is None or not self.store.has(key):
+                todo.append((path, key, data))
+        count = parallel.processes(len(todo), MIN_SHARE)
+        if count < 2 or self.convert is None:
+            return                        # one process: load() and convert_all as ever
+        made = parallel.split(todo, lambda item: self._made(*item, placeholders), count)
+        for (path, _, _), entry in zip(todo, made):
+            if entry is not None:
+                self.ready[path] = entry
+        self.prepared = self.store is not None
+
+    def _made(self, path, key, data, placeholders):
+        """A file's entry, made from its bytes (in any process); written when it is whole."""
+        from . import rule
+        rules, errors = rule.load_text(data, path, placeholders)
+        # Filters and correlations get no outcome (theirs depend on other files), nor the rules
+        # the run leaves out; an entry without them all is not written.
+        entry, whole = self._entry(rules, errors, lambda r: self.convert(r) if r.kind == "rule" and (
+            self.keep is None or self.keep(r)) else None)
+        if whole and self.store is not None:
+            self.store.put(key, entry)
+        return entry
 
     def key(self, path: str, data: bytes) -> str:
         return hashlib.sha256(self.context + path.encode() + b"\0" + data).hexdigest()
@@ -283,11 +336,14 @@ class Conversion:
         """rule.load_file(path, placeholders), from the entry when there is one."""
         from . import rule
         path = str(path)
+        entry = self.ready.pop(path, None)
+        if entry is not None:
+            return self._from_entry(path, entry)
         data, errors = rule.read_file(path)
         if data is None:
             return [], errors
         key = self.key(path, data)
-        entry = self.store.get(key)
+        entry = self.store.get(key) if self.store is not None else None
         if entry is not None:
             try:
                 return self._from_entry(path, entry)
@@ -323,7 +379,7 @@ class Conversion:
     def save(self, rules, errors, records, convert_one):
         """Write an entry for each file loaded in full. A rule the run did not convert (left out
         by --level, --status or --tag) is converted now, so that the entry is whole."""
-        if not self.missed:
+        if self.store is None or not (self.missed or self.prepared):
             return
         done = {(r.path, r.doc): r for r in records if r.rule is not None}
         by_file: dict = {path: ([], []) for path in self.missed}
@@ -336,11 +392,20 @@ class Conversion:
             if path in by_file:
                 by_file[path][1].append(e)
         for path, (file_rules, file_errors) in by_file.items():
-            docs = []
-            for r in file_rules:
-                record = done.get((r.path, r.doc)) or convert_one(r)
-                outcome = (record.result, record.query, record.table, record.extra,
-                           [error_data(e) for e in record.errors])
-                docs.append((r.doc, r.kind, r.meta, r.logsource, r.conditions, outcome))
-            self.store.put(self.missed[path], {"docs": docs, "errors": [error_data(e) for e in file_errors]})
+            entry, _ = self._entry(file_rules, file_errors,
+                                   lambda r: done.get((r.path, r.doc)) or convert_one(r))
+            self.store.put(self.missed[path], entry)
         self.store.prune()
+
+    @staticmethod
+    def _entry(file_rules, file_errors, record_of) -> tuple[dict, bool]:
+        """A file's entry, each rule's outcome from record_of(rule) (a batch.Record, or None:
+        no outcome), and whether it is whole (every rule's outcome in it)."""
+        docs, whole = [], True
+        for r in file_rules:
+            record = record_of(r)
+            outcome = record and (record.result, record.query, record.table, record.extra,
+                                  [error_data(e) for e in record.errors])
+            whole = whole and outcome is not None
+            docs.append((r.doc, r.kind, r.meta, r.logsource, r.conditions, outcome))
+        return {"docs": docs, "errors": [error_data(e) for e in file_errors]}, whole

@@ -377,8 +377,9 @@ def cmd_convert(args) -> int:
     keep = batch.selector(args.level, args.status, args.tag)
     backend = _LazyBackend(args)
     placeholders = _placeholders(args.placeholders) if args.placeholders else None
-    cached = (cache.Conversion.open(args.target, args.mapping, args.table, placeholders)
-              if cache.enabled(args.no_cache) else None)
+    convert = lambda rule: batch.convert_one(backend, rule)  # noqa: E731
+    cached = (cache.Conversion.open(args.target, args.mapping, args.table, placeholders, convert=convert, keep=keep)
+              if cache.enabled(args.no_cache) else cache.Conversion.unstored(convert, keep))
     loading, progress, writing = (batch.Progress(enabled=not args.no_progress, label=label)
                                   for label in ("loading", "converting", "writing"))
     try:
@@ -391,7 +392,7 @@ def cmd_convert(args) -> int:
             records, excluded = batch.convert_all(backend, rules, errors, keep, progress, cached)
             progress.clear()
             if cached is not None:
-                cached.save(rules, errors, records, lambda rule: batch.convert_one(backend, rule))
+                cached.save(rules, errors, records, convert)
             if fmt is not None:
                 batch.apply_limits(records, fmt)
             outputs = _convert_files(args, backend, fmt, options, records)   # may refuse rules too big for a file
