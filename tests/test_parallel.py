@@ -142,3 +142,16 @@ def test_filters_and_correlations_are_converted_in_one_process(rules, capsys, mo
     monkeypatch.setattr(parallel, "split", lambda *a: pytest.fail("shared a set with a correlation"))
     several = run(capsys, monkeypatch, 2, "-t", "athena", "--no-cache", rules)
     assert several == one
+
+
+@pytest.mark.parametrize("text, links", [
+    (b"filter:\n  rules: [a]\n", True),
+    (b"title: t\ncorrelation:\n  type: event_count\n", True),
+    (b"title: t\r\n'filter' :\r\n", True),
+    (b'title: t\n"correlation": {}\n', True),
+    (b"title: t\ndetection:\n  filter:\n    a: 1\n", False),      # a selection named filter
+    (b"title: t\ndescription: see filter: x\n", False),
+    (b"title: t\nfilter_main: 1\n", False),
+])
+def test_a_set_with_filters_or_correlations_is_known_by_a_top_level_key(text, links):
+    assert cache._links(text) is links

@@ -46,9 +46,15 @@ KEEP_FRACTION = 0.75              # pruning stops at this share of MAX_BYTES
 TOUCH_AFTER = 24 * 3600           # a hit older than this is marked used again (mtime)
 MIN_SHARE = 100                   # files a process takes, at least, when a cold run is shared
 # A top-level filter or correlation key: such a set is converted whole, in one process.
-_LINKS = re.compile(rb"^[\"']?(?:correlation|filter)[\"']?[ \t]*:", re.M)
+# (A line start as "\n" first, not ^ with re.M: a literal lets the search skip ahead, 4x faster.)
+_LINK = rb"[\"']?(?:correlation|filter)[\"']?[ \t]*:"
+_FIRST_LINE_LINK, _LATER_LINE_LINK = re.compile(_LINK), re.compile(b"\n" + _LINK)
 _ERRORS = {c.__name__: c for c in (TranspileError, RuleError, ConditionError, Unsupported)}
 _PACKAGE = Path(__file__).resolve().parent
+
+
+def _links(data: bytes) -> bool:
+    return _FIRST_LINE_LINK.match(data) is not None or _LATER_LINE_LINK.search(data) is not None
 
 
 _off = False      # the run's --no-cache (cli.main): every cache of the process at once
@@ -303,10 +309,13 @@ class Conversion:
             data, _ = rule.read_file(path)
             if data is None:
                 continue                  # load() reports it
-            if _LINKS.search(data):
+            if _links(data):
                 return
+            if self.store is None:
+                todo.append((path, None, data))
+                continue
             key = self.key(path, data)
-            if self.store is None or not self.store.has(key):
+            if not self.store.has(key):
                 todo.append((path, key, data))
         count = parallel.processes(len(todo), MIN_SHARE)
         if count < 2 or self.convert is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import functools
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -164,7 +165,7 @@ def duplicates(rules) -> list[RuleError]:
     would each pick one copy by path order (sigma-cli flags all three)."""
     problems, first, files_seen = [], {}, set()
     for r in sorted(rules, key=lambda r: (r.path, r.doc)):
-        name = Path(r.path).name
+        name = os.path.basename(r.path)
         keys = [("id", str(r.id).lower() if r.id else None, r.id),
                 ("title", " ".join(r.title.split()).casefold() or None, r.title),
                 ("file name", name.lower() if r.path not in files_seen else None, name)]
