@@ -278,6 +278,7 @@ class Conversion:
         self.outcomes: dict = {}      # (path, doc) -> stored outcome, for the hits
         self.missed: dict = {}        # path -> key, for the files loaded in full
         self.ready: dict = {}         # path -> entry made by prepare(), for load()
+        self.stored: dict = {}        # path -> key of an entry prepare() saw in the folder
         self.prepared = False         # prepare() wrote entries: the folder may need pruning
         self.hits = 0
 
@@ -315,7 +316,9 @@ class Conversion:
                 todo.append((path, None, data))
                 continue
             key = self.key(path, data)
-            if not self.store.has(key):
+            if self.store.has(key):
+                self.stored[path] = key   # load() takes it without reading the file again
+            else:
                 todo.append((path, key, data))
         count = parallel.processes(len(todo), MIN_SHARE)
         if count < 2 or self.convert is None:
@@ -348,18 +351,30 @@ class Conversion:
         entry = self.ready.pop(path, None)
         if entry is not None:
             return self._from_entry(path, entry)
+        key = self.stored.pop(path, None)
+        if key is not None:
+            hit = self._hit(path, key)
+            if hit is not None:
+                return hit
         data, errors = rule.read_file(path)
         if data is None:
             return [], errors
         key = self.key(path, data)
-        entry = self.store.get(key) if self.store is not None else None
-        if entry is not None:
-            try:
-                return self._from_entry(path, entry)
-            except (KeyError, TypeError, ValueError):
-                pass                  # not what this version writes: load it and write it again
+        hit = self._hit(path, key) if self.store is not None else None
+        if hit is not None:
+            return hit
         self.missed[path] = key
         return rule.load_text(data, path, placeholders)
+
+    def _hit(self, path, key):
+        """The file's rules and errors from its stored entry, or None."""
+        entry = self.store.get(key)
+        if entry is None:
+            return None
+        try:
+            return self._from_entry(path, entry)
+        except (KeyError, TypeError, ValueError):
+            return None               # not what this version writes: load it and write it again
 
     def _from_entry(self, path, entry):
         from .rule import Rule
