@@ -520,8 +520,8 @@ class Hits(Outcome):
                 {"rules": params["rules"], "ranks": params["ranks"]}).fetchall()
         start = None
         for end in ends + [None]:
-            within = " AND ".join(([f"(s.class, s.micros) > ({start[0]}, {start[1]})"] if start else []) +
-                                  ([f"(s.class, s.micros) <= ({end[0]}, {end[1]})"] if end else [])) or "TRUE"
+            within = " AND ".join(([_after(start)] if start else []) +
+                                  ([f"NOT {_after(end)}"] if end else [])) or "TRUE"
             with _failing():
                 result = self._con.execute(
                     f"SELECT h.row_id, h.rule, s.class, s.micros, {moment}, {tied}, {what} FROM {joined} "
@@ -570,6 +570,13 @@ class Hits(Outcome):
                 parts.append(value)
         odd = f"regexp_matches(concat({', '.join(used) or chr(39) * 2}), {literal(_DIFFERENT)})"
         return f"CASE WHEN {odd} THEN NULL ELSE concat({', '.join(parts)}, '}}') END"
+
+
+def _after(point) -> str:
+    """SQL: (s.class, s.micros) comes after `point` in their order. Spelt out: DuckDB before
+    2.0.1 fails on a comparison of two row values that it turns into BETWEEN."""
+    cls, micros = point
+    return f"(s.class > {cls} OR (s.class = {cls} AND s.micros > {micros}))"
 
 
 # Control characters to_json() escapes with upper-case hex digits (json.dumps: lower case).
