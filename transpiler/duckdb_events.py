@@ -168,7 +168,12 @@ class Scan:
 # any DuckDB fails on are read by events.py instead, so both read exactly the same files.
 # events.py reads text as utf-8-sig: the BOM goes.
 _WRAPPER = re.compile(rb'\{\s*"Records"\s*:\s*\[')
-_LENIENT = re2.compile(rb",[ \t\n\r]*[\]}]|[:,\[][ \t\n\r]*-?(?i:nan|inf|infinity)[ \t\n\r]*[,\]}]")
+# _LENIENT is ,[ws]*[\]}] or [:,\[][ws]*-?(nan|inf|infinity)[ws]*[,\]}], found in three
+# searches that each start with one character: RE2 skips to it (memchr), twice as fast as
+# one search starting with a class of characters.
+_NOT_A_NUMBER = rb"[ \t\n\r]*-?(?i:nan|inf|infinity)[ \t\n\r]*[,\]}]"
+_LENIENT = (re2.compile(rb",[ \t\n\r]*(?:[\]}]|-?(?i:nan|inf|infinity)[ \t\n\r]*[,\]}])"),
+            re2.compile(rb":" + _NOT_A_NUMBER), re2.compile(rb"\[" + _NOT_A_NUMBER))
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -478,7 +483,7 @@ def _line(data: bytes) -> bytes | None:
             data.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    if _LENIENT.search(data):
+    if any(search.search(data) for search in _LENIENT):
         return None
     if b"\n" in data or b"\r" in data:
         # A line break inside a JSON string is invalid JSON, but not once it is a space:
