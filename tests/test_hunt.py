@@ -272,6 +272,27 @@ def test_staging_finds_lenient_json_as_one_expression_does(data):
     assert any(search.search(data) for search in duckdb_events._LENIENT) == bool(LENIENT.search(data))
 
 
+def test_cloudtrail_times_read_fast_are_the_general_readings():
+    """instant_sql's shortcut gives what the general expression gives, for CloudTrail's form
+    with any digits (month 13, February 30, hour 24, second 60, year 0000...) and others."""
+    import random
+    from transpiler.backends.sql import DuckDB as Backend
+    from transpiler.engines.duckdb import instant_sql
+    backend = Backend(time_field="eventTime")
+    rng = random.Random(7)
+
+    def two():
+        return rng.choice(["00", "01", "02", "09", "12", "13", "23", "24", "28", "29", "30", "31", "59", "60", "99",
+                           f"{rng.randrange(100):02d}"])
+    texts = ["2024-05-01T10:00:00Z", "2024-02-29T23:59:59Z", "2023-02-29T00:00:00Z", "0000-01-01T00:00:00Z",
+             "2024-05-01T10:00:00.5Z", "2024-05-01T10:00:00+01:00", "2024-05-01 10:00:00Z", "2024-05-01T10:00:00z"]
+    texts += [f"{two()}{two()}-{two()}-{two()}T{two()}:{two()}:{two()}Z" for _ in range(3000)]
+    got = duckdb.connect().execute(f"SELECT t, {instant_sql(backend, 't')}, {backend.macros.instant('t')} "
+                                   f"FROM (SELECT unnest($texts) AS t)", {"texts": texts}).fetchall()
+    assert [(t, general) for t, _, general in got] == [(t, fast) for t, fast, _ in got]
+    assert len({fast for _, fast, _ in got}) > 100        # many of them are times
+
+
 def test_memory_and_temp_dir_reach_duckdb(rules_dir, logs, tmp_path, monkeypatch, capsys):
     """--memory is DuckDB's memory_limit and --temp-dir holds the run's scratch folder (staged
     files, DuckDB's spill folder), removed at the end; a --temp-dir that is not a folder is a

@@ -344,7 +344,7 @@ def _keep(con, tables, show, bases, kept, backend, time_path):
         moment = _path_sql(time_path) if time_path else "NULL"
         picked = (f"SELECT row_id, {columns}, CASE WHEN i IS NOT NULL THEN 0 WHEN {moment} IS NOT NULL THEN 1 "
                   f"ELSE 2 END AS class, coalesce(epoch_us(i), 0) AS micros FROM (SELECT *, "
-                  f"{backend.macros.instant(moment) if time_path else 'NULL::TIMESTAMP'} AS i FROM {cloudtrail.TABLE} "
+                  f"{instant_sql(backend, moment) if time_path else 'NULL::TIMESTAMP'} AS i FROM {cloudtrail.TABLE} "
                   f"WHERE row_id IN (SELECT row_id FROM _batch_hits))")
         con.execute(f"CREATE TABLE IF NOT EXISTS _shown AS {picked} LIMIT 0")
         con.execute(f"INSERT INTO _shown {picked}")
@@ -354,6 +354,18 @@ def _keep(con, tables, show, bases, kept, backend, time_path):
                       f"WHERE row_id IN (SELECT row_id FROM _batch_hits WHERE list_contains($bases, rule))")
             con.execute(f"CREATE TABLE IF NOT EXISTS {_corr(table)} AS {picked} LIMIT 0", {"bases": sorted(bases)})
             con.execute(f"INSERT INTO {_corr(table)} {picked}", {"bases": sorted(bases)})
+
+
+# CloudTrail's own form of a time: whole seconds, UTC.
+_CLOUDTRAIL_TIME = "[0-9]{4}-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z"
+
+
+def instant_sql(backend, x: str) -> str:
+    """backend.macros.instant(x): the same TIMESTAMP, but a text of CloudTrail's own form
+    is read by one strptime, three times faster than the general expression (but year 0000,
+    which it would read as 1 BC)."""
+    return (f"CASE WHEN regexp_full_match({x}, {literal(_CLOUDTRAIL_TIME)}) AND NOT starts_with({x}, '0000') THEN "
+            f"try_strptime({x}, '%Y-%m-%dT%H:%M:%SZ') ELSE {backend.macros.instant(x)} END")
 
 
 def _corr(table: str) -> str:
