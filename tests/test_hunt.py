@@ -293,6 +293,21 @@ def test_cloudtrail_times_read_fast_are_the_general_readings():
     assert len({fast for _, fast, _ in got}) > 100        # many of them are times
 
 
+@pytest.mark.parametrize("sql, kept", [
+    ("SELECT useridentity.arn, useridentity.accesskeyid FROM t",
+     "struct_pack(arn := useridentity.arn, accesskeyid := useridentity.accesskeyid) AS useridentity"),
+    ('SELECT "useridentity".arn FROM t', "struct_pack(arn := useridentity.arn) AS useridentity"),
+    ("SELECT useridentity.sessioncontext.attributes.mfaauthenticated FROM t",
+     "struct_pack(sessioncontext := useridentity.sessioncontext) AS useridentity"),     # a struct member: whole
+    ("SELECT useridentity.arn, to_json(useridentity) FROM t", "useridentity"),            # the struct itself
+    ("SELECT useridentity['arn'] FROM t", "useridentity"),
+    ("SELECT 'useridentity' FROM t", "useridentity"),                                     # no member named
+])
+def test_correlations_keep_of_a_struct_the_members_their_sql_reads(sql, kept):
+    from transpiler.engines.duckdb import _kept
+    assert _kept(["useridentity", "eventname"], [sql]) == ["row_id", kept]
+
+
 def test_memory_and_temp_dir_reach_duckdb(rules_dir, logs, tmp_path, monkeypatch, capsys):
     """--memory is DuckDB's memory_limit and --temp-dir holds the run's scratch folder (staged
     files, DuckDB's spill folder), removed at the end; a --temp-dir that is not a folder is a

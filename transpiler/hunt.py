@@ -344,8 +344,14 @@ def _write(report: Report, fmt: str, out, width) -> None:
     if fmt == "jsonl":
         import json
         encode = json.JSONEncoder(ensure_ascii=False).encode      # json.dumps(row, ensure_ascii=False)
+        lines = []          # written a few thousand at a time: one write per line costs more
         for item in _merged(report.jsonl(), report.alerts):
-            out.write((item if item.__class__ is str else encode(alert_dict(item))) + "\n")
+            lines.append(item if item.__class__ is str else encode(alert_dict(item)))
+            if len(lines) == 4096:
+                out.write("\n".join(lines) + "\n")
+                lines.clear()
+        if lines:
+            out.write("\n".join(lines) + "\n")
     elif fmt == "csv":
         import csv
         writer = csv.writer(out, lineterminator="\n")

@@ -283,7 +283,7 @@ def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) ->
     con.execute("CREATE OR REPLACE TABLE _hits (rule INTEGER, row_id BIGINT)")
     ran = set()
     columns = _columns([where for where, _ in queries.values()] + read, show, engine)
-    kept = ["row_id"] + [c for c in columns if c in _words(read)]    # what correlation queries read
+    kept = _kept(columns, read)                                       # what correlation queries read
     for keys in tables.batches(needed, columns):
         _batch(engine, tables, rules, queries, slow, out, ran, keys, duckdb)
         _keep(con, tables, show, bases, kept, backend, time_path)
@@ -394,6 +394,25 @@ def _columns(texts, show, engine) -> list:
     if time_column:
         wanted.add(time_column[0].split(".")[0])
     return [c for c, _, _ in cloudtrail.SCHEMA if c in words or c in wanted]
+
+
+def _kept(columns, read) -> list:
+    """What correlations keep of a row their rules selected (SQL): row_id and the columns
+    their SQL `read` names; of a struct column it names only member by member (useridentity.arn),
+    a struct of those members: the same values to that SQL, a fraction of the bytes (rows
+    kept grow with the logs)."""
+    words, kinds = _words(read), {c: kind for c, _, kind in cloudtrail.SCHEMA}
+    kept = ["row_id"]
+    for c in columns:
+        if c not in words:
+            continue
+        members = [m for m, _, _ in kinds[c] if m in words] if isinstance(kinds[c], tuple) else []
+        whole = re.compile(rf'(?<![\w."]){c}"?(?!\s*\.)|(?<![\w.])"{c}"(?!\s*\.)', re.IGNORECASE)
+        if not members or any(whole.search(text) for text in read):
+            kept.append(c)
+        else:
+            kept.append(f"struct_pack({', '.join(f'{identifier(m)} := {c}.{identifier(m)}' for m in members)}) AS {c}")
+    return kept
 
 
 def _query(backend, rule) -> tuple[str, str]:
