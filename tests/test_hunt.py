@@ -28,6 +28,7 @@ duckdb = pytest.importorskip("duckdb")
 from transpiler import duckdb_events  # noqa: E402
 from transpiler.engines.duckdb import DuckDB as DuckDBEngine  # noqa: E402
 from transpiler.engines.duckdb import Tables  # noqa: E402
+import transpiler.engines.duckdb as duckdb_engine  # noqa: E402
 
 
 def record(n, name, **extra):
@@ -243,6 +244,8 @@ def test_batches_give_the_evaluators_timeline(rules_dir, many_files, monkeypatch
     whole = hunt.run([rules_dir], [many_files], "duckdb")
     monkeypatch.setattr(DuckDBEngine, "batch", 1)
     monkeypatch.setattr(DuckDBEngine, "part", 2)         # the timeline sorted two rows at a time
+    monkeypatch.setattr(engines, "PART", 3)               # and read three at a time: alerts fall
+    monkeypatch.setattr(duckdb_engine, "PART", 3)         # within lists and between them
     batched = hunt.run([rules_dir], [many_files], "duckdb")
     no_correlation_sql(monkeypatch)
     python_alerts = hunt.run([rules_dir], [many_files], "duckdb")
@@ -306,6 +309,30 @@ def test_cloudtrail_times_read_fast_are_the_general_readings():
 def test_correlations_keep_of_a_struct_the_members_their_sql_reads(sql, kept):
     from transpiler.engines.duckdb import _kept
     assert _kept(["useridentity", "eventname"], [sql]) == ["row_id", kept]
+
+
+class _Alert:
+    """What hunt's timeline reads of a correlation alert."""
+
+    def __init__(self, when, title):
+        self.when, self.title = when, title
+        self.correlation = type("C", (), {"rule": type("R", (), {"label": title + ".yml"})})()
+
+    def as_dict(self):
+        return {"first_trigger": self.when, "title": self.title, "rule_id": None, "group": {}}
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 100])
+def test_alerts_fall_between_detections_in_lists_of_any_size(size):
+    """An alert comes after the detections of its time, eventID ("") and title, before the
+    later ones, wherever the lists of detections end."""
+    times = ["2024-05-01T10:00:0%dZ" % s for s in (1, 2, 2, 3, 5, 5, 8)]
+    items = [(hunt.time_key(t), f"id-{n}", "Rule", f"d{n}") for n, t in enumerate(times)]
+    alerts = [_Alert("2024-05-01T10:00:00Z", "A"), _Alert("2024-05-01T10:00:02Z", "B"),
+              _Alert("2024-05-01T10:00:05Z", "C"), _Alert("2024-05-01T10:00:09Z", "D")]
+    merged = [x if isinstance(x, str) else x.title for part in hunt._merged(hunt._lists(iter(items), size), alerts)
+              for x in part]
+    assert merged == ["A", "d0", "B", "d1", "d2", "d3", "C", "d4", "d5", "d6", "D"]
 
 
 def test_memory_and_temp_dir_reach_duckdb(rules_dir, logs, tmp_path, monkeypatch, capsys):

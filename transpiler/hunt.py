@@ -24,6 +24,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import islice
 from typing import NamedTuple
 
 from . import cloudtrail, engines
@@ -123,9 +124,10 @@ class Report:
         return self._stream()
 
     def jsonl(self):
-        """(time_order, eventID, title, its jsonl line) for every detection, in timeline order."""
+        """(time_order, eventID, title, its jsonl line) for every detection, in timeline order,
+        in lists of a few thousand."""
         if self.detections is not None:
-            return ((time_key(d.time), d.event_id or "", d.title, _jsonl(d)) for d in self.detections)
+            return _lists((time_key(d.time), d.event_id or "", d.title, _jsonl(d)) for d in self.detections)
         return self._lines()
 
 
@@ -212,9 +214,9 @@ def _run(engine, report, logs, rule_paths, placeholders, progress):
                     invoked_by if invoked_by is not None else principal)
             yield when, Detection(time, name, user, ip, region, event_id, *meta[n], files[f], index)
     def lines():
-        line = jsonl_line(meta)
-        for _, n, text, when, event_id in outcome.timeline(rank, "eventtime", "eventid", line):
-            yield when, event_id, meta[n][0], text
+        line, title = jsonl_line(meta), {n: m[0] for n, m in meta.items()}
+        for part in outcome.timeline_parts(rank, "eventtime", "eventid", line):
+            yield [(when, event_id, title[n], text) for _, n, text, when, event_id in part]
     report._stream, report._lines = stream, lines
     report.alerts = sorted(outcome.alerts, key=alert_key)
 
@@ -282,24 +284,35 @@ _PRIORITY = ("time", "rule", "level", "user", "event_name", "source_ip", "event_
 
 def entries(report: Report):
     """Detections and correlation alerts in one timeline: Detection and correlation.Alert items."""
-    return _merged(((when, d.event_id or "", d.title, d) for when, d in report.timeline()), report.alerts)
+    parts = _lists((when, d.event_id or "", d.title, d) for when, d in report.timeline())
+    for part in _merged(parts, report.alerts):
+        yield from part
 
 
-def _merged(items, alerts):
-    """The items, (time_order, eventID, title, item) in timeline order, and the alerts in one
-    timeline: an alert at its first trigger, after the detections of its time, eventID ("")
-    and title."""
+def _lists(items, size: int = 4096):
+    while part := list(islice(items, size)):
+        yield part
+
+
+def _merged(parts, alerts):
+    """The items, lists of (time_order, eventID, title, item) in timeline order, and the alerts
+    in one timeline, as lists: an alert at its first trigger, after the detections of its
+    time, eventID ("") and title. A list that ends before the next alert is taken whole."""
     pending = [(alert_key(a)[:3] + (1,), a) for a in alerts]
     i = 0
-    for when, event_id, title, item in items:
-        if i < len(pending):
-            here = (when, event_id, title, 0)
-            while i < len(pending) and pending[i][0] < here:
-                yield pending[i][1]
-                i += 1
-        yield item
-    for _, a in pending[i:]:
-        yield a
+    for part in parts:
+        if i < len(pending) and pending[i][0] < (*part[-1][:3], 0):
+            merged = []
+            for when, event_id, title, item in part:
+                here = (when, event_id, title, 0)
+                while i < len(pending) and pending[i][0] < here:
+                    merged.append(pending[i][1])
+                    i += 1
+                merged.append(item)
+            yield merged
+        else:
+            yield [entry[3] for entry in part]
+    yield [a for _, a in pending[i:]]
 
 
 def rows(report: Report) -> list[dict]:
@@ -344,14 +357,10 @@ def _write(report: Report, fmt: str, out, width) -> None:
     if fmt == "jsonl":
         import json
         encode = json.JSONEncoder(ensure_ascii=False).encode      # json.dumps(row, ensure_ascii=False)
-        lines = []          # written a few thousand at a time: one write per line costs more
-        for item in _merged(report.jsonl(), report.alerts):
-            lines.append(item if item.__class__ is str else encode(alert_dict(item)))
-            if len(lines) == 4096:
-                out.write("\n".join(lines) + "\n")
-                lines.clear()
-        if lines:
-            out.write("\n".join(lines) + "\n")
+        for part in _merged(report.jsonl(), report.alerts):      # a write per list, not per line
+            if part:
+                out.write("\n".join([item if item.__class__ is str else encode(alert_dict(item))
+                                     for item in part]) + "\n")
     elif fmt == "csv":
         import csv
         writer = csv.writer(out, lineterminator="\n")

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import import_module
+from itertools import islice
 
 from .. import correlation
 from ..errors import TranspileError
@@ -62,6 +63,8 @@ _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 # +00:00 (its ISO-8601 grammar holds every such text), and this test is quicker than the grammar.
 _PLAIN_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")
 _MICROSECOND = datetime.timedelta(microseconds=1)
+
+PART = 4096         # items per list of Outcome.timeline_parts()
 
 
 def time_order(value) -> tuple:
@@ -136,6 +139,13 @@ class Outcome:
     def counts(self) -> dict:
         """rule no -> how many events it selects."""
         return {n: len(keys) for n, keys in self.matches.items()}
+
+    def timeline_parts(self, rank: dict, time: str, tie: str, line: "Line | None" = None):
+        """timeline() in lists of a few thousand items (the way an engine that reads its
+        results in chunks reads them): fewer steps per item for whoever writes them."""
+        items = self.timeline(rank, time, tie, line)
+        while part := list(islice(items, PART)):
+            yield part
 
     def timeline(self, rank: dict, time: str, tie: str, line: "Line | None" = None):
         """(event, rule no, its row, time_order of its time, its tie text) for each event each

@@ -49,7 +49,7 @@ from ..backends.sql import identifier, literal
 from ..errors import TranspileError, Unsupported
 from ..evaluate import compile_query, text
 from ..ruleset import required_values
-from . import Engine, Files, Loaded, Outcome, Read, loaded, place
+from . import PART, Engine, Files, Loaded, Outcome, Read, loaded, place
 from .evaluator import file_events
 
 BATCH = 50                       # rules per UNION ALL statement
@@ -530,6 +530,10 @@ class Hits(Outcome):
         return {n: found.get(n, 0) for n in self.matches}
 
     def timeline(self, rank: dict, time: str, tie: str, line=None):
+        for part in self.timeline_parts(rank, time, tie, line):
+            yield from part
+
+    def timeline_parts(self, rank: dict, time: str, tie: str, line=None):
         if not self._show or not rank:
             return
         if time != self._time:
@@ -558,19 +562,20 @@ class Hits(Outcome):
                     f"SELECT h.row_id, h.rule, s.class, s.micros, {moment}, {tied}, {what} FROM {joined} "
                     f"WHERE {within} ORDER BY s.class, s.micros, {moment}, coalesce({tied}, ''), r.rank, h.row_id, "
                     f"h.rule", params)
-            yield from self._rows(result, line)
+            yield from self._parts(result, line)
             start = end
 
-    def _rows(self, result, line):
+    def _parts(self, result, line):
+        """The items of timeline(), a fetched chunk at a time: row = (event, rule, class,
+        micros, time, tie, shown values... or the line)."""
         while chunk := _fetch(result):
-            for row in chunk:
-                k, n, cls, micros, time_value, tie_value = row[:6]
-                when = (cls, micros, time_value if cls < 2 else "")
-                if line is None:
-                    yield k, n, row[6:], when, tie_value or ""
-                else:          # None: a value DuckDB writes otherwise than Python: Python writes it
-                    yield k, n, row[6] if row[6] is not None else line.text(n, self.rows[k], self.read, k), \
-                        when, tie_value or ""
+            if line is None:
+                yield [(row[0], row[1], row[6:], (row[2], row[3], row[4] if row[2] < 2 else ""), row[5] or "")
+                       for row in chunk]
+            else:              # None: a value DuckDB writes otherwise than Python: Python writes it
+                yield [(row[0], row[1], row[6] if row[6] is not None else line.text(row[1], self.rows[row[0]],
+                                                                                    self.read, row[0]),
+                        (row[2], row[3], row[4] if row[2] < 2 else ""), row[5] or "") for row in chunk]
 
     def _line_sql(self, line, column, params) -> str:
         """The SQL writing each row as `line` says (from the shown values s, the hit h and the
@@ -616,7 +621,7 @@ _DIFFERENT = "[\\x0b\\x0e\\x0f\\x1a-\\x1f]"
 
 def _fetch(result) -> list:
     with _failing():
-        return result.fetchmany(4096)
+        return result.fetchmany(PART)
 
 
 class Matches(Mapping):
