@@ -93,3 +93,22 @@ detection: {sel: {a: 1}, condition: sel}
               for t in ("0001-01-01T00:00:00Z", "2024-01-01T00:00:00Z", "9999-12-31T00:00:00Z")]
     alerts = [a.as_dict() for a in evaluate(correlations[0], events)]
     assert [(a["first_trigger"], a["triggers"]) for a in alerts] == [("9999-12-31T00:00:00Z", 1)]
+
+
+def test_cloudtrail_times_read_fast_are_the_general_readings():
+    """evaluate.timestamp's shortcut for CloudTrail's form gives what the ISO-8601 grammar and
+    fromisoformat give, for any digits (month 13, February 30, hour 24, year 0000...)."""
+    import random
+
+    from transpiler.evaluate import _iso_8601, timestamp
+    rng = random.Random(7)
+
+    def two():
+        return rng.choice(["00", "01", "02", "09", "12", "13", "23", "24", "28", "29", "30", "31", "59", "60", "99",
+                           f"{rng.randrange(100):02d}"])
+    texts = ["2024-05-01T10:00:00Z", "0000-01-01T00:00:00Z", "2024-05-01T10:00:00.5Z", "2024-05-01T10:00:00.123456Z",
+             "2024-02-29T23:59:59Z", "2023-02-29T00:00:00Z", "٢٠٢٤-05-01T10:00:00Z"]
+    texts += [f"{two()}{two()}-{two()}-{two()}T{two()}:{two()}:{two()}" + rng.choice(["Z", ".7Z", ".1234567Z"])
+              for _ in range(3000)]
+    assert [timestamp(t) for t in texts] == [_iso_8601(t) for t in texts]
+    assert len({timestamp(t) for t in texts}) > 100       # many of them are times

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -59,9 +58,6 @@ _FILE_BITS = 32     # key = file no << 32 | position: in file order, positions u
 
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-# CloudTrail's form of a time: evaluate.timestamp reads it as fromisoformat does once Z is
-# +00:00 (its ISO-8601 grammar holds every such text), and this test is quicker than the grammar.
-_PLAIN_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")
 _MICROSECOND = datetime.timedelta(microseconds=1)
 
 PART = 4096         # items per list of Outcome.timeline_parts()
@@ -71,13 +67,7 @@ def time_order(value) -> tuple:
     """Where a time sorts in a timeline: times (ISO-8601 texts, evaluate.timestamp; one without
     offset is UTC) first, in time order to the microsecond, equal ones by their text; then other
     texts; then none: (0, microseconds since 1970 UTC, text), (1, 0, text), (2, 0, "")."""
-    if value.__class__ is str and _PLAIN_UTC.fullmatch(value):     # CloudTrail's own form: the same, faster
-        try:
-            moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            moment = None
-    else:
-        moment = timestamp(value)
+    moment = timestamp(value)
     if moment is not None:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=datetime.timezone.utc)
