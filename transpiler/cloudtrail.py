@@ -108,6 +108,15 @@ def values(event, paths) -> dict:
     return {path: _value(event, _steps(path)) for path in paths}
 
 
+def reader(paths):
+    """event -> tuple(values(event, paths).values()), for many events: the paths looked up once."""
+    steps = [_steps(p) for p in dict.fromkeys(paths)]
+
+    def read(event):
+        return tuple([_value(event, s) for s in steps])
+    return read
+
+
 @lru_cache(maxsize=None)
 def _steps(path: str) -> tuple:
     """The record's keys down a column path, and the spec or type where it ends (None: the
@@ -131,7 +140,9 @@ def _value(event, steps):
         if not isinstance(value, dict):
             return None
         value = value.get(key)
-    return shape(value, kind)
+    if value is None:
+        return None
+    return text(value) if kind.__class__ is str and kind != MAP else shape(value, kind)
 
 
 def sigma_fields(spec=SCHEMA, key_prefix="", column_prefix="") -> dict:

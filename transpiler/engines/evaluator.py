@@ -96,6 +96,7 @@ class _Scan:
     def __init__(self, rules, usable, uses, correlations, show, time_field):
         self.ruleset = RuleSet(rules)
         self.usable, self.uses, self.show = usable, uses, show
+        self.row = cloudtrail.reader(show)
         self.fields = _read_fields(correlations, time_field)
 
     def event(self, event, event_key, failed):
@@ -103,7 +104,7 @@ class _Scan:
         if not hits:
             return None
         hits = [self.usable[i] for i in hits]
-        row = tuple(cloudtrail.values(event, self.show).values()) if self.show else None
+        row = self.row(event) if self.show else None
         found = None
         for n in hits:
             for c_no, k in self.uses.get(n, ()):
