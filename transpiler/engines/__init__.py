@@ -158,14 +158,20 @@ class Outcome:
 
             def value(row, path):
                 return row.get(path)
-        found, order = [], {}
+        found, order, orders = [], {}, {}       # orders: time -> time_order (events share times)
         for n in rank:
             for k in self.matches.get(n, ()):
                 if k not in order:
                     row = held[k]
-                    order[k] = time_order(value(row, time)), value(row, tie) or ""
+                    moment = value(row, time)
+                    when = orders.get(moment) if moment.__class__ is str else None
+                    if when is None:
+                        when = time_order(moment)
+                        if moment.__class__ is str:
+                            orders[moment] = when
+                    order[k] = when, value(row, tie) or ""
                 found.append((*order[k], rank[n], k, n))
-        del order
+        del order, orders
         found.sort()
         for when, tied, _, k, n in found:
             row = held[k]
