@@ -8,7 +8,9 @@ rule, `--format jsonl -o FILE`), its wall and CPU time, the records it read (hun
 records per second, the peak resident memory of the process (the kernel's maxrss, from wait4)
 and the peak size of its scratch folder (--temp-dir, sampled every 0.5 s). The scratch folder
 and the timeline go under --work (default: a temporary folder next to the first set), never
-under /dev/shm. Pass --memory to hunt with --memory (default: hunt's own, 1 GiB).
+under /dev/shm. Pass --memory to hunt with --memory (default: hunt's own, 1 GiB). With both
+engines, their runs alternate and the median of the per-pair ratios of wall times is printed
+(the evaluator's against DuckDB's).
 """
 from __future__ import annotations
 
@@ -78,25 +80,31 @@ def main():
     print(f"machine: {os.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     try:
         for logs in args.sets:
-            for engine in engines:
-                scratch = work / "scratch"
-                runs = []
-                for _ in range(args.runs):
+            runs = {engine: [] for engine in engines}
+            for _ in range(args.runs):          # the engines alternate: pairs at the same load
+                for engine in engines:
+                    scratch = work / "scratch"
                     shutil.rmtree(scratch, ignore_errors=True)
                     scratch.mkdir()
                     argv = [sys.executable, "-m", "transpiler", "hunt", *rule_folders(), "--logs", str(logs),
                             "--engine", engine, "--format", "jsonl", "-o", str(work / "timeline.jsonl"),
                             "--no-progress", "--temp-dir", str(scratch)] + (["--memory", args.memory] if args.memory else [])
-                    runs.append(one_run(argv, scratch))
-                wall = statistics.median(r["wall"] for r in runs)
-                cpu = statistics.median(r["cpu"] for r in runs)
-                rss = max(r["rss"] for r in runs)
-                spill = max(r["scratch"] for r in runs)
-                rules, records, detections = counts(runs[-1]["stderr"])
+                    runs[engine].append(one_run(argv, scratch))
+            for engine in engines:
+                done = runs[engine]
+                wall = statistics.median(r["wall"] for r in done)
+                cpu = statistics.median(r["cpu"] for r in done)
+                rss = max(r["rss"] for r in done)
+                spill = max(r["scratch"] for r in done)
+                rules, records, detections = counts(done[-1]["stderr"])
                 print(f"{logs.name:>12} {engine:<9}: {wall:7.1f} s wall, {cpu:7.1f} s CPU, {records:>10,} records, "
                       f"{records / wall:>9,.0f} records/s, peak RSS {rss / 2**20:6.0f} MiB, scratch peak "
                       f"{spill / 2**20:6.0f} MiB; {rules} rules, {detections:,} detections; "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
+            if len(engines) == 2:
+                ratios = [b["wall"] / a["wall"] for a, b in zip(runs[engines[0]], runs[engines[1]])]
+                print(f"{logs.name:>12} {engines[1]}/{engines[0]} wall: {statistics.median(ratios):.2f} "
+                      f"(median of {len(ratios)} pairs: {', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
