@@ -158,10 +158,13 @@ class Outcome:
 
             def value(row, path):
                 return row.get(path)
+        # found: (class, microseconds, text of time_order, tie, rank, event, rule), flat: a flat
+        # tuple sorts faster than one holding the time_order tuple.
         found, order, orders = [], {}, {}       # orders: time -> time_order (events share times)
-        for n in rank:
+        for n, place in rank.items():
             for k in self.matches.get(n, ()):
-                if k not in order:
+                key = order.get(k)
+                if key is None:
                     row = held[k]
                     moment = value(row, time)
                     when = orders.get(moment) if moment.__class__ is str else None
@@ -169,11 +172,12 @@ class Outcome:
                         when = time_order(moment)
                         if moment.__class__ is str:
                             orders[moment] = when
-                    order[k] = when, value(row, tie) or ""
-                found.append((*order[k], rank[n], k, n))
+                    key = order[k] = (*when, value(row, tie) or "")
+                found.append((*key, place, k, n))
         del order, orders
         found.sort()
-        for when, tied, _, k, n in found:
+        for cls, micros, text, tied, _, k, n in found:
+            when = cls, micros, text
             row = held[k]
             if held is self.rows:
                 yield k, n, tuple(row.values()) if line is None else line.text(n, row, self.read, k), when, tied
