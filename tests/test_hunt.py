@@ -330,7 +330,7 @@ def test_alerts_fall_between_detections_in_lists_of_any_size(size):
     items = [(hunt.time_key(t), f"id-{n}", "Rule", f"d{n}") for n, t in enumerate(times)]
     alerts = [_Alert("2024-05-01T10:00:00Z", "A"), _Alert("2024-05-01T10:00:02Z", "B"),
               _Alert("2024-05-01T10:00:05Z", "C"), _Alert("2024-05-01T10:00:09Z", "D")]
-    merged = [x if isinstance(x, str) else x.title for part in hunt._merged(hunt._lists(iter(items), size), alerts)
+    merged = [x if isinstance(x, str) else x.title for part in hunt._merged(engines.in_lists(items, size), alerts)
               for x in part]
     assert merged == ["A", "d0", "B", "d1", "d2", "d3", "C", "d4", "d5", "d6", "D"]
 

@@ -24,7 +24,6 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import islice
 from typing import NamedTuple
 
 from . import cloudtrail, engines
@@ -127,7 +126,8 @@ class Report:
         """(time_order, eventID, title, its jsonl line) for every detection, in timeline order,
         in lists of a few thousand."""
         if self.detections is not None:
-            return _lists((time_key(d.time), d.event_id or "", d.title, _jsonl(d)) for d in self.detections)
+            return engines.in_lists((time_key(d.time), d.event_id or "", d.title, _jsonl(d))
+                                    for d in self.detections)
         return self._lines()
 
 
@@ -284,14 +284,9 @@ _PRIORITY = ("time", "rule", "level", "user", "event_name", "source_ip", "event_
 
 def entries(report: Report):
     """Detections and correlation alerts in one timeline: Detection and correlation.Alert items."""
-    parts = _lists((when, d.event_id or "", d.title, d) for when, d in report.timeline())
+    parts = engines.in_lists((when, d.event_id or "", d.title, d) for when, d in report.timeline())
     for part in _merged(parts, report.alerts):
         yield from part
-
-
-def _lists(items, size: int = 4096):
-    while part := list(islice(items, size)):
-        yield part
 
 
 def _merged(parts, alerts):

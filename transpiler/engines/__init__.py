@@ -63,6 +63,13 @@ _MICROSECOND = datetime.timedelta(microseconds=1)
 PART = 4096         # items per list of Outcome.timeline_parts()
 
 
+def in_lists(items, size: int | None = None):
+    """The items, in lists of `size` (default PART; the last one shorter)."""
+    items, size = iter(items), size or PART
+    while part := list(islice(items, size)):
+        yield part
+
+
 def time_order(value) -> tuple:
     """Where a time sorts in a timeline: times (ISO-8601 texts, evaluate.timestamp; one without
     offset is UTC) first, in time order to the microsecond, equal ones by their text; then other
@@ -133,9 +140,7 @@ class Outcome:
     def timeline_parts(self, rank: dict, time: str, tie: str, line: "Line | None" = None):
         """timeline() in lists of a few thousand items (the way an engine that reads its
         results in chunks reads them): fewer steps per item for whoever writes them."""
-        items = self.timeline(rank, time, tie, line)
-        while part := list(islice(items, PART)):
-            yield part
+        return in_lists(self.timeline(rank, time, tie, line))
 
     def timeline(self, rank: dict, time: str, tie: str, line: "Line | None" = None):
         """(event, rule no, its row, time_order of its time, its tie text) for each event each

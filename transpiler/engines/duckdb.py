@@ -356,7 +356,7 @@ def _keep(con, tables, show, bases, kept, backend, time_path):
             con.execute(f"INSERT INTO {_corr(table)} {picked}", {"bases": sorted(bases)})
 
 
-# CloudTrail's own form of a time: whole seconds, UTC.
+# CloudTrail's own form of a time: whole seconds, UTC (evaluate.timestamp has the same shortcut).
 _CLOUDTRAIL_TIME = "[0-9]{4}-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z"
 
 
