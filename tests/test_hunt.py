@@ -14,6 +14,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -261,6 +262,27 @@ def test_batches_give_the_evaluators_timeline(rules_dir, many_files, monkeypatch
     assert sorted(a.correlation.rule.title for a in ref.alerts) == ["Many denied calls", "User then key"]
     first = [d for d in batched.detections if d.event_id == "id-001"]
     assert [d.file.rsplit("/", 1)[1] for d in first] == ["a.json.gz"]
+
+
+def test_a_timeline_left_early_stops_the_sort_ahead(rules_dir, many_files, monkeypatch):
+    """DuckDB sorts the timeline's next part while the one before is written: a reader that
+    stops early (a failed write, Ctrl-C) interrupts that sort and leaves no thread behind; the
+    timeline read again is whole."""
+    monkeypatch.setattr(DuckDBEngine, "part", 2)
+    monkeypatch.setattr(engines, "PART", 3)
+    monkeypatch.setattr(duckdb_engine, "PART", 3)
+    threads = threading.active_count()
+    with hunt.hunting([rules_dir], [many_files], "duckdb") as streamed:
+        lists = streamed.jsonl()
+        first = next(lists)
+        assert threading.active_count() > threads          # the next part is being sorted
+        lists.close()
+        assert threading.active_count() == threads
+        again = [line for part in streamed.jsonl() for _, _, _, line in part]
+    assert threading.active_count() == threads
+    ref = [json.dumps(r, ensure_ascii=False) for r in hunt.rows(hunt.run([rules_dir], [many_files], "evaluator"))
+           if r["kind"] == "detection"]
+    assert again == ref and [line for _, _, _, line in first] == ref[:len(first)] and len(ref) > 2 * len(first)
 
 
 # The JSON DuckDB reads and Python does not, as one regular expression: the staging's three

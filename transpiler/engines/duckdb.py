@@ -553,17 +553,15 @@ class Hits(Outcome):
                 f"(SELECT s.class, s.micros, count(*) AS n FROM {joined} GROUP BY ALL)) "
                 f"WHERE total // {self._chunk} > (total - n) // {self._chunk} ORDER BY class, micros",
                 {"rules": params["rules"], "ranks": params["ranks"]}).fetchall()
-        start = None
-        for end in ends + [None]:
+        queries = []
+        for start, end in zip([None] + ends, ends + [None]):
             within = " AND ".join(([_after(start)] if start else []) +
                                   ([f"NOT {_after(end)}"] if end else [])) or "TRUE"
-            with _failing():
-                result = self._con.execute(
-                    f"SELECT h.row_id, h.rule, s.class, s.micros, {moment}, {tied}, {what} FROM {joined} "
-                    f"WHERE {within} ORDER BY s.class, s.micros, {moment}, coalesce({tied}, ''), r.rank, h.row_id, "
-                    f"h.rule", params)
+            queries.append(f"SELECT h.row_id, h.rule, s.class, s.micros, {moment}, {tied}, {what} FROM {joined} "
+                           f"WHERE {within} ORDER BY s.class, s.micros, {moment}, coalesce({tied}, ''), r.rank, "
+                           f"h.row_id, h.rule")
+        for result in _ahead(self._con, queries, params):
             yield from self._parts(result, line)
-            start = end
 
     def _parts(self, result, line):
         """The items of timeline(), a fetched chunk at a time: row = (event, rule, class,
@@ -592,8 +590,9 @@ class Hits(Outcome):
                 name = f"v{len(params)}"
                 params[name] = [json.dumps(args[0][n], ensure_ascii=False) for n in params["rules"]]
                 value = f"list_extract(${name}, r.at)"
-            elif how == "file":       # a table: list_extract on a long list costs by its length
-                self._con.execute("CREATE OR REPLACE TEMP TABLE _files AS SELECT generate_subscripts($f, 1) - 1 "
+            elif how == "file":       # a table (list_extract on a long list costs by its length), not
+                # a temporary one: the cursors of _ahead() read it
+                self._con.execute("CREATE OR REPLACE TABLE _files AS SELECT generate_subscripts($f, 1) - 1 "
                                   "AS f, unnest($f) AS path", {"f": [json.dumps(f, ensure_ascii=False)
                                                                   for f in self.read.files]})
                 value = "(SELECT path FROM _files WHERE f = h.row_id >> 32)"
@@ -606,6 +605,29 @@ class Hits(Outcome):
                 parts.append(value)
         odd = f"regexp_matches(concat({', '.join(used) or chr(39) * 2}), {literal(_DIFFERENT)})"
         return f"CASE WHEN {odd} THEN NULL ELSE concat({', '.join(parts)}, '}}') END"
+
+
+def _ahead(con, queries, params):
+    """Each query's result in turn, the next one executing meanwhile (on a cursor of its own,
+    in a thread: DuckDB releases the GIL), so that DuckDB sorts a part of the timeline while
+    Python writes the one before. Stopped early, the query running is interrupted."""
+    from concurrent.futures import ThreadPoolExecutor
+    cursors = [con.cursor(), con.cursor()]
+    pool = ThreadPoolExecutor(1)
+    try:
+        running = pool.submit(cursors[0].execute, queries[0], params) if queries else None
+        for i in range(len(queries)):
+            with _failing():
+                result = running.result()
+            if i + 1 < len(queries):
+                running = pool.submit(cursors[(i + 1) % 2].execute, queries[i + 1], params)
+            yield result
+    finally:
+        for cursor in cursors:
+            cursor.interrupt()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for cursor in cursors:
+            cursor.close()
 
 
 def _after(point) -> str:
