@@ -8,12 +8,14 @@ CloudTrail rules over the CloudTrail corpus on both engines.
 from __future__ import annotations
 
 import csv
+import gc
 import gzip
 import io
 import json
 import os
 import re
 import tempfile
+import sys
 import threading
 from pathlib import Path
 
@@ -283,6 +285,27 @@ def test_a_timeline_left_early_stops_the_sort_ahead(rules_dir, many_files, monke
     ref = [json.dumps(r, ensure_ascii=False) for r in hunt.rows(hunt.run([rules_dir], [many_files], "evaluator"))
            if r["kind"] == "detection"]
     assert again == ref and [line for _, _, _, line in first] == ref[:len(first)] and len(ref) > 2 * len(first)
+
+
+def test_a_timeline_outliving_its_run_leaves_nothing_behind(rules_dir, many_files, monkeypatch, tmp_path):
+    """The run's context left while the timeline's generators live on, the next part sorting
+    (as when Ctrl-C comes while the timeline is written: the exception's traceback holds
+    them until it is handled): leaving closes that sort before DuckDB. No thread, no scratch
+    folder, no "Exception ignored" when they go."""
+    monkeypatch.setattr(DuckDBEngine, "part", 2)
+    monkeypatch.setattr(engines, "PART", 3)
+    monkeypatch.setattr(duckdb_engine, "PART", 3)
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    threads, scratch = threading.active_count(), tmp_path / "scratch"
+    scratch.mkdir()
+    with hunt.hunting([rules_dir], [many_files], "duckdb", temp_dir=str(scratch)) as streamed:
+        lists = streamed.jsonl()
+        next(lists)
+    assert threading.active_count() == threads and os.listdir(scratch) == []
+    del lists
+    gc.collect()
+    assert unraisable == []
 
 
 # The JSON DuckDB reads and Python does not, as one regular expression: the staging's three

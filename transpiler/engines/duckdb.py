@@ -40,6 +40,7 @@ import queue
 import re
 import threading
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Mapping
 
@@ -116,6 +117,7 @@ class Tables(Loaded):
         self.scratch = duckdb_events.Scratch(engine.temp_dir) if files else None
         self.read = Read(files=[str(p) for p in source.paths] if files else [], records=0 if files else len(source))
         self.made = set()              # the tables loaded, of the current batch
+        self.readers = weakref.WeakSet()   # timelines being read (_ahead): closed before DuckDB
         self._queue = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self._thread = None
@@ -223,6 +225,8 @@ class Tables(Loaded):
                 self._thread.join(0.1)
             self._thread = None
         self._drain()
+        for reader in list(self.readers):    # its cursors and thread, while the connection is open
+            reader.close()
         if self.con is not None:
             self.con.close()
             self.con = None
@@ -258,7 +262,8 @@ def _run(engine: DuckDB, tables: Tables, rules, correlations, show, progress) ->
     start = time.perf_counter()
     backend = DuckDBBackend(mapping_file=engine.mapping_file, time_field=engine.time_field or "eventTime")
     time_path = (cloudtrail.sigma_fields().get(engine.time_field or "") or (None,))[0]
-    out = Hits(con, backend, show, time_path, engine.part or max(10_000, engine.memory // 4096), read=tables.read)
+    out = Hits(con, backend, show, time_path, engine.part or max(10_000, engine.memory // 4096), tables.readers,
+               read=tables.read)
     queries, slow = {}, {}           # rule no -> (WHERE, table); rule no -> why it runs on the evaluator
     for n, rule in enumerate(rules):
         if rule.query is None:
@@ -511,9 +516,10 @@ class Hits(Outcome):
     Tables are open: for logs larger than memory. `matches` and `rows` are mappings that read
     them; counts() and timeline() count and sort there. held() copies them into Python."""
 
-    def __init__(self, con, backend, show, time_path, chunk, **kw):
+    def __init__(self, con, backend, show, time_path, chunk, readers, **kw):
         super().__init__(**kw)
         self._con, self._backend, self._show, self._time, self._chunk = con, backend, tuple(show), time_path, chunk
+        self._readers = readers
 
     def held(self) -> Outcome:
         """The same outcome with matches and rows as a dict of lists and a dict of dicts."""
@@ -560,7 +566,9 @@ class Hits(Outcome):
             queries.append(f"SELECT h.row_id, h.rule, s.class, s.micros, {moment}, {tied}, {what} FROM {joined} "
                            f"WHERE {within} ORDER BY s.class, s.micros, {moment}, coalesce({tied}, ''), r.rank, "
                            f"h.row_id, h.rule")
-        for result in _ahead(self._con, queries, params):
+        ahead = _ahead(self._con, queries, params)
+        self._readers.add(ahead)
+        for result in ahead:
             yield from self._parts(result, line)
 
     def _parts(self, result, line):
