@@ -25,6 +25,7 @@ pytest.importorskip("duckdb")
 CHILD = """
 import sys
 import transpiler.cli, transpiler.hunt, transpiler.engines.duckdb, transpiler.engines.evaluator, duckdb
+transpiler.engines.duckdb.DuckDB.part = 8192    # the timeline in parts: one is written while the next sorts
 print("READY", flush=True)
 raise SystemExit(transpiler.cli.main(sys.argv[1:]))
 """
