@@ -616,14 +616,15 @@ class Hits(Outcome):
 
 
 def _ahead(con, queries, params):
-    """Each query's result in turn, the next one executing meanwhile (on a cursor of its own,
-    in a thread: DuckDB releases the GIL), so that DuckDB sorts a part of the timeline while
-    Python writes the one before. Stopped early, the query running is interrupted."""
+    """Each query's result in turn (one query at least), the next one executing meanwhile (on
+    a cursor of its own, in a thread: DuckDB releases the GIL), so that DuckDB sorts a part of
+    the timeline while Python writes the one before. Stopped early, the query running is
+    interrupted."""
     from concurrent.futures import ThreadPoolExecutor
     cursors = [con.cursor(), con.cursor()]
     pool = ThreadPoolExecutor(1)
     try:
-        running = pool.submit(cursors[0].execute, queries[0], params) if queries else None
+        running = pool.submit(cursors[0].execute, queries[0], params)
         for i in range(len(queries)):
             with _failing():
                 result = running.result()
