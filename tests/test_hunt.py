@@ -24,7 +24,7 @@ from conftest import corpus_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transpiler import engines, hunt
+from transpiler import engines, files, hunt
 from transpiler.cli import main
 
 duckdb = pytest.importorskip("duckdb")
@@ -409,6 +409,17 @@ def test_memory_and_temp_dir_reach_duckdb(rules_dir, logs, tmp_path, monkeypatch
     assert err.startswith("error: --temp-dir ") and "not a folder" in err and len(err.splitlines()) == 1
 
 
+def test_memory_too_little_to_read_logs_is_refused(rules_dir, logs, capsys):
+    """Under 96M, DuckDB runs out of memory reading any logs: refused before any work."""
+    with pytest.raises(SystemExit) as stop:
+        main(["hunt", str(rules_dir), "--logs", str(logs), "--memory", "95M"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "argument --memory: '95M' is too little: DuckDB needs 96M at least" in err
+    with pytest.raises(ValueError, match="at least 96 MiB"):
+        DuckDBEngine(memory=95 << 20)
+    assert main(["hunt", str(rules_dir), "--logs", str(logs), "--memory", "96M"]) == 1   # 1: two unreadable files
+
+
 def test_scratch_is_never_in_memory(tmp_path, monkeypatch):
     """Where the temporary folder is a tmpfs (/dev/shm, or /tmp on some systems), a run's scratch
     folder goes to the user's cache folder instead: staging and spilling there would use memory."""
@@ -535,6 +546,21 @@ def test_corpus_engines_agree(monkeypatch):
     monkeypatch.setattr(DuckDBEngine, "batch", 2 << 20)
     again = hunt.run(rules, [corpus_path("cloudtrail")], "duckdb", memory=128 << 20)
     assert hunt.rows(again) == hunt.rows(ref) and again.alerts
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+@pytest.mark.parametrize("memory, cpus", [("96M", 2), ("128M", 2), ("200M", 2), ("256M", 8), ("512M", 32)])
+def test_corpus_hunt_fits_any_memory_limit_on_any_number_of_cpus(memory, cpus, monkeypatch):
+    """--memory from its floor up, on machines of 2 to 32 CPUs: the same timeline as the
+    default, never DuckDB out of memory (it was: the batch, a quarter of the limit, was read
+    by every CPU at once; 256M on 8 CPUs, 1G on 16 over 430 MiB of logs)."""
+    rules_root = corpus_path("rules", "suzaku-rules")
+    rules = [rules_root / "suzaku" / "aws" / "cloudtrail", rules_root / "sigma" / "aws" / "cloudtrail"]
+    expected = hunt.run(rules, [corpus_path("cloudtrail")], "duckdb")
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    got = hunt.run(rules, [corpus_path("cloudtrail")], "duckdb", memory=files.parse_size(memory))
+    assert hunt.rows(got) == hunt.rows(expected) and got.alerts == expected.alerts
 
 
 @pytest.mark.corpus

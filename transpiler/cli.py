@@ -143,9 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     hunt.add_argument("-o", "--output", metavar="FILE", help="write the timeline here (default: stdout)")
     hunt.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     max_event_size(hunt)
-    hunt.add_argument("--memory", type=byte_size, metavar="SIZE",
-                      help="the DuckDB engine's memory limit: beyond it, DuckDB spills to --temp-dir "
-                           "(default 1G; e.g. 512M, 4G)")
+    hunt.add_argument("--memory", type=memory_limit, metavar="SIZE",
+                      help="the DuckDB engine's memory limit: beyond it, DuckDB spills to --temp-dir; "
+                           "it reads with a thread per 160M past the first 64M (default 1G; at least 96M)")
     hunt.add_argument("--temp-dir", metavar="DIR",
                       help="a folder on disk where the DuckDB engine stages logs and spills (default: the "
                            "system's temporary folder, or ~/.cache/sigma-transpile where that is held in memory)")
@@ -216,6 +216,16 @@ def byte_size(text: str) -> int:
         return files.parse_size(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def memory_limit(text: str) -> int:
+    """argparse type for hunt --memory: a size DuckDB can read logs within."""
+    from .engines.duckdb import MIN_MEMORY
+    size = byte_size(text)
+    if size < MIN_MEMORY:
+        raise argparse.ArgumentTypeError(f"{text!r} is too little: DuckDB needs {MIN_MEMORY >> 20}M at least "
+                                         "to read logs")
+    return size
 
 
 def table_name(text: str) -> str:

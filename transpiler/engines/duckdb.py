@@ -4,7 +4,8 @@ the CloudTrail table of cloudtrail.SCHEMA, the same text runs on Athena; other r
 generic table). The only module that imports duckdb, through duckdb_events.connect().
 
 - Bounded memory: DuckDB works within `memory` bytes (its memory_limit) and spills the rest
-  into a scratch folder on disk (duckdb_events.Scratch, never a RAM-backed one).
+  into a scratch folder on disk (duckdb_events.Scratch, never a RAM-backed one). Its threads
+  and the size of a batch follow the limit (sizing()), so that reading a batch fits in it.
 - Events come a batch at a time: files are staged by a thread of their own (Python reads and
   unzips them into the scratch folder, a batch or two ahead), DuckDB parses each batch into
   the tables (only the columns some query reads), the rules run over it, and only what was
@@ -55,19 +56,33 @@ from .evaluator import file_events
 
 BATCH = 50                       # rules per UNION ALL statement
 MEMORY = 1 << 30                 # DuckDB's memory limit unless told (hunt --memory)
+# DuckDB's memory for parsing a batch of logs (its JSON reader, measured with DuckDB 2.0 on
+# scaled copies of the corpus: bench/README.md): about 140 MiB per thread once a batch holds
+# 16 MiB of JSON per thread, 254 MiB for one thread, and for one thread and less than 40 MiB
+# of JSON, about 64 MiB plus 6 bytes per byte of JSON. Over the limit it fails, out of memory;
+# sizing() keeps a margin under it.
+PARSE_BASE, PER_THREAD = 64 << 20, 160 << 20
+MIN_MEMORY = 96 << 20            # one thread, batches of 4 MiB
 GENERIC = "events"               # the generic mapping's table (templates/duckdb/mappings/generic.yml)
 SEEN = "_seen"                   # the eventIDs kept so far (Files(dedupe=True))
 # Fields the rule index narrows rows by: CloudTrail columns with a lower-case copy.
 PREFILTER = {"eventName": "eventname", "eventSource": "eventsource"}
 
 
+def sizing(memory: int, cpus: int) -> tuple[int, int]:
+    """(DuckDB's threads, bytes of JSON per batch) that parse within a memory limit: a thread
+    for every PER_THREAD past PARSE_BASE (at most `cpus`, at least one); batches of a quarter
+    of the limit, or with one thread an eighth of what PARSE_BASE leaves."""
+    threads = max(1, min(cpus, (memory - PARSE_BASE) // PER_THREAD))
+    return threads, memory // 4 if threads > 1 else (memory - PARSE_BASE) // 8
 class DuckDB(Engine):
     """threads: DuckDB's worker threads (default: every CPU); mapping_file: the backend's
     mapping (`-m`), whose tables must be the two this engine loads; memory: DuckDB's memory
-    limit in bytes (default MEMORY), beyond which it spills to disk; temp_dir: where the
-    scratch folder goes (default duckdb_events.scratch_root()). `batch`: bytes of JSON read
-    per batch of files (None: a quarter of the memory limit, at least 16 MiB); `part`: rows
-    of the timeline sorted at a time (None: one per 4 KiB of the memory limit, at least 10,000)."""
+    limit in bytes (default MEMORY, at least MIN_MEMORY), beyond which it spills to disk;
+    the threads are as many as it has room for (sizing()). temp_dir: where the scratch folder
+    goes (default duckdb_events.scratch_root()). `batch`: bytes of JSON read per batch of
+    files (None: as sizing() says); `part`: rows of the timeline sorted at a time (None: one
+    per 4 KiB of the memory limit, at least 10,000)."""
 
     name = "duckdb"
     batch: int | None = None
@@ -76,9 +91,11 @@ class DuckDB(Engine):
     def __init__(self, time_field: str | None = "eventTime", fallback: bool = False, threads: int | None = None,
                  mapping_file=None, memory: int | None = None, temp_dir=None):
         super().__init__(time_field, fallback)
-        self.threads = int(threads or os.cpu_count() or 1)
-        self.mapping_file = mapping_file
         self.memory = int(memory or MEMORY)
+        if self.memory < MIN_MEMORY:
+            raise ValueError(f"a memory limit of at least {MIN_MEMORY >> 20} MiB: DuckDB needs that much to read logs")
+        self.threads, self.batch_bytes = sizing(self.memory, int(threads or os.cpu_count() or 1))
+        self.mapping_file = mapping_file
         self.temp_dir = temp_dir
 
     def unavailable(self) -> str | None:
@@ -137,7 +154,7 @@ class Tables(Loaded):
 
     def _stage(self):
         files = iter(enumerate(self.read.files))
-        limit = self.engine.batch or max(16 << 20, self.engine.memory // 4)
+        limit = self.engine.batch or self.engine.batch_bytes
         try:
             while not self._stop.is_set():
                 staged = duckdb_events.Staged(files, self.scratch.path, limit, max_bytes=self.source.max_bytes,
@@ -183,6 +200,8 @@ class Tables(Loaded):
             if isinstance(staged, BaseException):
                 raise staged
             try:
+                for table in self.made:      # the batch before is done with: its memory for this one
+                    con.execute(f"DROP TABLE IF EXISTS {identifier(table)}")
                 scan = duckdb_events.load_staged(con, staged, cloudtrail.TABLE, self.source.dedupe,
                                                  tuple(PREFILTER.values()), columns,
                                                  SEEN if self.source.dedupe else None)
