@@ -55,7 +55,9 @@ def printable(text) -> str:
     """Text safe on one line of a terminal: each such character written as an escape
     (ESC as \\x1b, U+202E as \\u202e), so a file name or rule title cannot move the cursor,
     recolour the screen, or forge a line of output."""
-    return _UNPRINTABLE.sub(_escape, str(text))
+    text = str(text)
+    # Every character _UNPRINTABLE finds is one isprintable() refuses: most text skips the regex.
+    return text if text.isprintable() else _UNPRINTABLE.sub(_escape, text)
 
 
 def _escape(m) -> str:

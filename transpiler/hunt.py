@@ -397,9 +397,11 @@ def table_lines(items, columns, width: int | None = None):
     with rule, user and group at _LEAST characters or more, the widest of those give up
     characters first, and a cell longer than its column keeps its start and end (…).
     items() gives the rows afresh: they are read twice, for the widths, then for the lines."""
+    keys = [key for key, _ in columns]
+
     def cells():
         for item in items():
-            yield [printable(str(item.get(key))) if item.get(key) not in (None, "") else "-" for key, _ in columns]
+            yield ["-" if value is None or value == "" else printable(value) for value in map(item.get, keys)]
 
     widths = [len(head) for _, head in columns]
     for row in cells():
