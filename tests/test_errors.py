@@ -91,3 +91,14 @@ def test_error_case_kind_and_place(case):
     assert e.kind in KINDS
     assert (e.kind, e.where, e.col) == (case.error, *WHERE[case.id]), str(e)
     assert e.path and case.id in e.path   # the file (here the case's name) is named too
+
+
+def test_printable_escapes_what_its_pattern_names_on_every_code_point():
+    """printable() skips its regex for text str.isprintable() passes: right only while every
+    character of _UNPRINTABLE is one isprintable() refuses."""
+    import sys
+
+    from transpiler.errors import _UNPRINTABLE, _escape, printable
+    for c in map(chr, range(sys.maxunicode + 1)):
+        text = f"a{c}b"
+        assert printable(text) == _UNPRINTABLE.sub(_escape, text), hex(ord(c))
