@@ -409,6 +409,15 @@ def test_memory_and_temp_dir_reach_duckdb(rules_dir, logs, tmp_path, monkeypatch
     assert err.startswith("error: --temp-dir ") and "not a folder" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("memory, cpus, threads, batch", [
+    ("96M", 2, 1, "4M"), ("128M", 16, 1, "8M"), ("256M", 2, 1, "24M"), ("384M", 2, 2, "96M"),
+    ("1G", 1, 1, "120M"), ("1G", 2, 2, "256M"), ("1G", 16, 6, "256M"), ("64G", 64, 64, "1G")])
+def test_threads_and_batches_follow_the_memory_limit(memory, cpus, threads, batch):
+    """As the README says: a thread per 160 MiB past 64 MiB, at most one per CPU; batches of a
+    quarter of the limit (an eighth of what is past 64 MiB with one thread), 1 GiB at most."""
+    assert duckdb_engine.sizing(files.parse_size(memory), cpus) == (threads, files.parse_size(batch))
+
+
 def test_memory_too_little_to_read_logs_is_refused(rules_dir, logs, capsys):
     """Under 96M, DuckDB runs out of memory reading any logs: refused before any work."""
     with pytest.raises(SystemExit) as stop:

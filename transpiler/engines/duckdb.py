@@ -63,6 +63,7 @@ MEMORY = 1 << 30                 # DuckDB's memory limit unless told (hunt --mem
 # sizing() keeps a margin under it.
 PARSE_BASE, PER_THREAD = 64 << 20, 160 << 20
 MIN_MEMORY = 96 << 20            # one thread, batches of 4 MiB
+MAX_BATCH = 1 << 30              # past it, larger batches gain nothing and fill the scratch disk
 GENERIC = "events"               # the generic mapping's table (templates/duckdb/mappings/generic.yml)
 SEEN = "_seen"                   # the eventIDs kept so far (Files(dedupe=True))
 # Fields the rule index narrows rows by: CloudTrail columns with a lower-case copy.
@@ -72,9 +73,9 @@ PREFILTER = {"eventName": "eventname", "eventSource": "eventsource"}
 def sizing(memory: int, cpus: int) -> tuple[int, int]:
     """(DuckDB's threads, bytes of JSON per batch) that parse within a memory limit: a thread
     for every PER_THREAD past PARSE_BASE (at most `cpus`, at least one); batches of a quarter
-    of the limit, or with one thread an eighth of what PARSE_BASE leaves."""
+    of the limit, or with one thread an eighth of what PARSE_BASE leaves, at most MAX_BATCH."""
     threads = max(1, min(cpus, (memory - PARSE_BASE) // PER_THREAD))
-    return threads, memory // 4 if threads > 1 else (memory - PARSE_BASE) // 8
+    return threads, min(MAX_BATCH, memory // 4 if threads > 1 else (memory - PARSE_BASE) // 8)
 class DuckDB(Engine):
     """threads: DuckDB's worker threads (default: every CPU); mapping_file: the backend's
     mapping (`-m`), whose tables must be the two this engine loads; memory: DuckDB's memory
