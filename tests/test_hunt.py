@@ -538,8 +538,7 @@ def test_scan_reads_odd_records_like_the_loader(tmp_path):
 def test_corpus_engines_agree(monkeypatch):
     """All suzaku CloudTrail rules (and correlations) over the CloudTrail corpus: the DuckDB
     engine's timeline is the evaluator's, detection for detection."""
-    rules_root = corpus_path("rules", "suzaku-rules")
-    rules = [rules_root / "suzaku" / "aws" / "cloudtrail", rules_root / "sigma" / "aws" / "cloudtrail"]
+    rules = corpus_cloudtrail_rules()
     got = {engine: hunt.run(rules, [corpus_path("cloudtrail")], engine) for engine in hunt.ENGINES}
     duck, ref = got["duckdb"], got["evaluator"]
     print(f"\n{duck.rules} rules, {duck.correlations} correlations, {duck.events} events "
@@ -557,16 +556,25 @@ def test_corpus_engines_agree(monkeypatch):
     assert hunt.rows(again) == hunt.rows(ref) and again.alerts
 
 
+def corpus_cloudtrail_rules() -> list:
+    rules_root = corpus_path("rules", "suzaku-rules")
+    return [rules_root / "suzaku" / "aws" / "cloudtrail", rules_root / "sigma" / "aws" / "cloudtrail"]
+
+
+@pytest.fixture(scope="module")
+def corpus_default_hunt():
+    """The DuckDB engine's hunt of the CloudTrail corpus with its defaults, once per module."""
+    return hunt.run(corpus_cloudtrail_rules(), [corpus_path("cloudtrail")], "duckdb")
+
+
 @pytest.mark.corpus
 @pytest.mark.slow
 @pytest.mark.parametrize("memory, cpus", [("96M", 2), ("128M", 2), ("200M", 2), ("256M", 8), ("512M", 32)])
-def test_corpus_hunt_fits_any_memory_limit_on_any_number_of_cpus(memory, cpus, monkeypatch):
+def test_corpus_hunt_fits_any_memory_limit_on_any_number_of_cpus(memory, cpus, monkeypatch, corpus_default_hunt):
     """--memory from its floor up, on machines of 2 to 32 CPUs: the same timeline as the
     default, never DuckDB out of memory (it was: the batch, a quarter of the limit, was read
     by every CPU at once; 256M on 8 CPUs, 1G on 16 over 430 MiB of logs)."""
-    rules_root = corpus_path("rules", "suzaku-rules")
-    rules = [rules_root / "suzaku" / "aws" / "cloudtrail", rules_root / "sigma" / "aws" / "cloudtrail"]
-    expected = hunt.run(rules, [corpus_path("cloudtrail")], "duckdb")
+    rules, expected = corpus_cloudtrail_rules(), corpus_default_hunt
     monkeypatch.setattr(os, "cpu_count", lambda: cpus)
     got = hunt.run(rules, [corpus_path("cloudtrail")], "duckdb", memory=files.parse_size(memory))
     assert hunt.rows(got) == hunt.rows(expected) and got.alerts == expected.alerts

@@ -76,6 +76,8 @@ def sizing(memory: int, cpus: int) -> tuple[int, int]:
     of the limit, or with one thread an eighth of what PARSE_BASE leaves, at most MAX_BATCH."""
     threads = max(1, min(cpus, (memory - PARSE_BASE) // PER_THREAD))
     return threads, min(MAX_BATCH, memory // 4 if threads > 1 else (memory - PARSE_BASE) // 8)
+
+
 class DuckDB(Engine):
     """threads: DuckDB's worker threads (default: every CPU); mapping_file: the backend's
     mapping (`-m`), whose tables must be the two this engine loads; memory: DuckDB's memory
