@@ -769,6 +769,33 @@ def test_the_table_fits_the_terminal_and_elides_long_cells(rules_dir, tmp_path):
     assert hunt.terminal_width(io.StringIO()) is None
 
 
+@pytest.mark.parametrize("engine", hunt.ENGINES)
+def test_the_table_is_the_same_whether_its_cells_wait_in_memory_or_on_disk(rules_dir, tmp_path, monkeypatch, engine):
+    """The table reads the timeline once: its cells wait in a temporary file until the widths
+    are known. Cells with tabs, line breaks and other controls (escaped) keep their columns."""
+    logs = tmp_path / "odd"
+    logs.mkdir()
+    texts = ["tab\there", "line\nbreak\r\u2028end", "", "plain"]
+    (logs / "o.json").write_text(json.dumps({"Records": [
+        record(i, "CreateUser", eventID=f"id-{i}", sourceIPAddress=t, userIdentity={"userName": t})
+        for i, t in enumerate(texts)]}))
+    tables = []
+    for spool in (hunt.SPOOL, 1):
+        monkeypatch.setattr(hunt, "SPOOL", spool)
+        scratch = tmp_path / f"scratch{spool}"
+        scratch.mkdir()
+        with hunt.hunting([rules_dir], [logs], engine, temp_dir=scratch) as report:
+            out = io.StringIO()
+            hunt.write(report, "table", out)
+        tables.append(out.getvalue())
+        assert list(scratch.iterdir()) == []
+    lines = tables[0].splitlines()
+    assert tables[0] == tables[1] and len(lines) == 2 + 4
+    assert lines[2].split()[-4:] == ["tab\\x09here", "tab\\x09here", "us-east-1", "id-0"]
+    assert "line\\x0abreak\\x0d\\u2028end" in tables[0] and "\t" not in tables[0]
+    assert max(map(len, lines)) == len(lines[1])        # the dashes span the widest line
+
+
 def test_match_names_the_rule_file_when_rules_share_an_id(rules_dir, logs, capsys):
     """Copies of a rule in two folders: match says so on stderr and each line names the file,
     so no two lines read the same."""

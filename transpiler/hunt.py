@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import operator
 import shutil
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from . import cloudtrail, engines
+from .duckdb_events import scratch_root
 from .engines import time_order
 from .errors import TranspileError, printable
 from .events import MAX_EVENT_BYTES, find_event_files
@@ -109,6 +112,7 @@ class Report:
     queries: int = 0               # duckdb: rules run as SQL (the others could not select anything)
     counts: dict = field(default_factory=dict)        # (level, title, rule id) -> detections
     phases: dict = field(default_factory=dict)        # seconds
+    temp_dir: str | None = None    # where temporary files go (None: duckdb_events.scratch_root())
     _stream: object = None         # () -> (time_order, Detection) in timeline order, while hunting()
     _lines: object = None          # () -> jsonl() from the engine, while hunting()
 
@@ -157,7 +161,7 @@ def hunting(rule_paths, log_paths, engine="duckdb", placeholders=None, progress=
         raise TranspileError(f"the {engine} engine cannot run: {missing}", kind="option")
     with _no_gc():
         start = time.perf_counter()
-        report = Report(chosen.name)
+        report = Report(chosen.name, temp_dir=temp_dir)
         found, report.bad_files = find_event_files(log_paths)
         files, report.digests = cloudtrail.log_files(found)
         with chosen.load(engines.Files(tuple(files), dedupe=True, max_bytes=max_bytes), progress) as logs:
@@ -272,6 +276,9 @@ COLUMNS = (("time", "Time"), ("rule", "Rule"), ("level", "Level"), ("event_name"
            ("source_ip", "Source IP"), ("region", "Region"), ("event_id", "Event ID"))
 ALERT_COLUMNS = (("time", "First"), ("last_time", "Last"), ("rule", "Rule"), ("level", "Level"),
                  ("correlation_type", "Type"), ("triggers", "Triggers"), ("group", "Group"))
+# Where each column's value sits in a Detection (the rule is its title).
+_DETECTION_AT = {key: Detection._fields.index("title" if key == "rule" else key) for key, _ in COLUMNS}
+SPOOL = 16 << 20        # bytes of table cells held in memory; past that, on disk
 CSV_FIELDS = ("kind", "time", "rule", "level", "event_name", "user", "source_ip", "region", "event_id",
               "rule_id", "rule_path", "file", "index", "correlation_type", "last_time", "triggers", "group")
 # Columns a narrow terminal shortens, down to _LEAST characters (the others keep their width),
@@ -366,7 +373,8 @@ def _write(report: Report, fmt: str, out, width) -> None:
                 row["group"] = ", ".join(f"{k}={v}" for k, v in row["group"].items())
             writer.writerow([spreadsheet_cell(row.get(k)) for k in CSV_FIELDS])
     else:
-        out.writelines(table_lines(lambda: (d.as_dict() for _, d in report.timeline()), COLUMNS, width))
+        shown = operator.itemgetter(*(_DETECTION_AT[key] for key, _ in COLUMNS))
+        out.writelines(table_lines((shown(d) for _, d in report.timeline()), COLUMNS, width, report.temp_dir))
         if report.alerts:
             alerts = [{**alert_dict(a), "group": ", ".join(f"{k}={v}" for k, v in a.group)}
                       for a in report.alerts]
@@ -387,41 +395,43 @@ def spreadsheet_cell(value):
 
 
 def table(items: list[dict], columns, width: int | None = None) -> str:
-    """table_lines() of a list, as one text."""
-    return "".join(table_lines(lambda: items, columns, width))
-
-
-def table_lines(items, columns, width: int | None = None):
-    """Plain aligned columns; `-` for no value; control characters escaped (errors.printable).
-    Wider than `width`: the least useful columns (_PRIORITY) are left out until the rest fit
-    with rule, user and group at _LEAST characters or more, the widest of those give up
-    characters first, and a cell longer than its column keeps its start and end (…).
-    items() gives the rows afresh: they are read twice, for the widths, then for the lines."""
+    """table_lines() of a list of dicts, as one text."""
     keys = [key for key, _ in columns]
+    return "".join(table_lines(([item.get(key) for key in keys] for item in items), columns, width))
 
-    def cells():
-        for item in items():
-            yield ["-" if value is None or value == "" else printable(value) for value in map(item.get, keys)]
 
+def table_lines(rows, columns, width: int | None = None, scratch=None):
+    """Plain aligned columns; `-` for no value; control characters escaped (errors.printable).
+    rows: the values of each row in `columns` order, read once: their cells wait in a
+    temporary file (in memory up to SPOOL bytes, past that in `scratch` on disk) until every
+    width is known. Wider than `width`: the least useful columns (_PRIORITY) are left out until
+    the rest fit with rule, user and group at _LEAST characters or more, the widest of those
+    give up characters first, and a cell longer than its column keeps its start and end (…)."""
     widths = [len(head) for _, head in columns]
-    for row in cells():
-        widths = [max(w, len(c)) for w, c in zip(widths, row)]
-    shown = list(range(len(columns)))
-    if width is not None:
-        least = [min(w, _LEAST) if key in _SHRINK else w for (key, _), w in zip(columns, widths)]
-        while len(shown) > 2 and sum(least[i] + 2 for i in shown) - 2 > width:
-            shown.remove(max(shown, key=lambda i: _PRIORITY.index(columns[i][0])))
-        widths = _fit([widths[i] for i in shown], [least[i] for i in shown], width)
-    else:
-        widths = [widths[i] for i in shown]
-    template = "  ".join(f"{{:<{w}}}" for w in widths)
+    with tempfile.SpooledTemporaryFile(SPOOL, mode="w+", encoding="utf-8", newline="\n",
+                                       dir=scratch_root(scratch)) as cells:
+        for part in engines.in_lists(rows):
+            part = [["-" if value is None or value == "" else     # printable(), its test inline
+                     value if value.__class__ is str and value.isprintable() else printable(value)
+                     for value in values] for values in part]
+            widths = [max(w, *map(len, column)) for w, column in zip(widths, zip(*part))]
+            cells.write("\n".join(map("\t".join, part)) + "\n")   # printable() escapes tabs and line breaks
+        cells.seek(0)
+        shown = list(range(len(columns)))
+        if width is not None:
+            least = [min(w, _LEAST) if key in _SHRINK else w for (key, _), w in zip(columns, widths)]
+            while len(shown) > 2 and sum(least[i] + 2 for i in shown) - 2 > width:
+                shown.remove(max(shown, key=lambda i: _PRIORITY.index(columns[i][0])))
+            widths = _fit([widths[i] for i in shown], [least[i] for i in shown], width)
+        template = "  ".join(f"{{:<{w}}}" for w in widths)
 
-    def line(values):
-        return template.format(*values).rstrip() + "\n"
-    yield line([columns[i][1] for i in shown])
-    yield line(["-" * w for w in widths])
-    for row in cells():
-        yield line([_elide(row[i], w) for i, w in zip(shown, widths)] if width is not None else row)
+        def line(values):
+            return template.format(*values).rstrip() + "\n"
+        yield line([columns[i][1] for i in shown])
+        yield line(["-" * w for w in widths])
+        for text in cells:
+            row = text[:-1].split("\t")
+            yield line([_elide(row[i], w) for i, w in zip(shown, widths)] if width is not None else row)
 
 
 def _fit(widths, least, width) -> list:
