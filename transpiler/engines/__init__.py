@@ -55,6 +55,7 @@ ENGINES = {
 }
 
 _FILE_BITS = 32     # key = file no << 32 | position: in file order, positions up to 4 billion
+_POSITION = (1 << _FILE_BITS) - 1
 
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -88,7 +89,7 @@ def key(file_no: int, index: int) -> int:
 
 def place(event_key: int) -> tuple[int, int]:
     """(file no, position in the file) of an event key."""
-    return event_key >> _FILE_BITS, event_key & ((1 << _FILE_BITS) - 1)
+    return event_key >> _FILE_BITS, event_key & _POSITION
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,8 @@ class Line:
         by_rule = self._rule_texts
         last = [None, None, None]           # k, values, their texts
 
+        files = read.files
+
         def event_texts(values, k):
             out = []
             for items in event_runs:
@@ -253,10 +256,11 @@ class Line:
                             if value is not None:
                                 break
                     elif how == "file":
-                        value = read.files[place(k)[0]] if read.files else None
+                        value = files[k >> _FILE_BITS] if files else None
                     else:
-                        value = place(k)[1]
-                    text += prefix + _value(value)
+                        value = k & _POSITION
+                    # _value(value), its most common case inline: millions of lines
+                    text += prefix + (_json_string(value) if value.__class__ is str else _value(value))
                 out.append(text)
             return out
 
