@@ -374,7 +374,8 @@ def _write(report: Report, fmt: str, out, width) -> None:
             writer.writerow([spreadsheet_cell(row.get(k)) for k in CSV_FIELDS])
     else:
         shown = operator.itemgetter(*(_DETECTION_AT[key] for key, _ in COLUMNS))
-        out.writelines(table_lines((shown(d) for _, d in report.timeline()), COLUMNS, width, report.temp_dir))
+        out.writelines(table_lines((shown(d) for _, d in report.timeline()), COLUMNS, width,
+                                   scratch_root(report.temp_dir)))
         if report.alerts:
             alerts = [{**alert_dict(a), "group": ", ".join(f"{k}={v}" for k, v in a.group)}
                       for a in report.alerts]
@@ -403,13 +404,12 @@ def table(items: list[dict], columns, width: int | None = None) -> str:
 def table_lines(rows, columns, width: int | None = None, scratch=None):
     """Plain aligned columns; `-` for no value; control characters escaped (errors.printable).
     rows: the values of each row in `columns` order, read once: their cells wait in a
-    temporary file (in memory up to SPOOL bytes, past that in `scratch` on disk) until every
+    temporary file (in memory up to SPOOL bytes, past that in the folder `scratch`) until every
     width is known. Wider than `width`: the least useful columns (_PRIORITY) are left out until
     the rest fit with rule, user and group at _LEAST characters or more, the widest of those
     give up characters first, and a cell longer than its column keeps its start and end (…)."""
     widths = [len(head) for _, head in columns]
-    with tempfile.SpooledTemporaryFile(SPOOL, mode="w+", encoding="utf-8", newline="\n",
-                                       dir=scratch_root(scratch)) as cells:
+    with tempfile.SpooledTemporaryFile(SPOOL, mode="w+", encoding="utf-8", newline="\n", dir=scratch) as cells:
         for part in engines.in_lists(rows):
             part = [["-" if value is None or value == "" else     # printable(), its test inline
                      value if value.__class__ is str and value.isprintable() else printable(value)
