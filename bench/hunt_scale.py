@@ -1,10 +1,10 @@
 """`hunt` at scale: time, records per second and peak memory over scaled copies of the corpus.
 
     python bench/scale_logs.py /data/scale/x30 --times 30          # make each set first (on a disk)
-    python bench/hunt_scale.py /data/scale/x1 /data/scale/x30 [--engine duckdb] [--runs 1]
+    python bench/hunt_scale.py /data/scale/x1 /data/scale/x30 [--engine duckdb] [--runs 1] [--format table]
 
 For each log set and engine: one whole `hunt` process (every suzaku and SigmaHQ CloudTrail
-rule, `--format jsonl -o FILE`), its wall and CPU time, the records it read (hunt's summary),
+rule, `--format jsonl -o FILE`, or --format's), its wall and CPU time, the records it read (hunt's summary),
 records per second, the peak resident memory of the process (the kernel's maxrss, from wait4)
 and the peak size of its scratch folder (--temp-dir, sampled every 0.5 s). The scratch folder
 and the timeline go under --work (default: a temporary folder next to the first set), never
@@ -74,6 +74,8 @@ def main():
     p.add_argument("--runs", type=int, default=1, help="runs per set and engine (the median is shown)")
     p.add_argument("--memory", help="hunt --memory (e.g. 1G)")
     p.add_argument("--work", type=Path, help="where the scratch folder and timeline go")
+    p.add_argument("--format", choices=("jsonl", "csv", "table"), default="jsonl",
+                   help="hunt --format (table: the default of hunt itself)")
     args = p.parse_args()
     engines = args.engine or ["duckdb", "evaluator"]
     work = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=args.work or args.sets[0].parent))
@@ -87,7 +89,7 @@ def main():
                     shutil.rmtree(scratch, ignore_errors=True)
                     scratch.mkdir()
                     argv = [sys.executable, "-m", "transpiler", "hunt", *rule_folders(), "--logs", str(logs),
-                            "--engine", engine, "--format", "jsonl", "-o", str(work / "timeline.jsonl"),
+                            "--engine", engine, "--format", args.format, "-o", str(work / "timeline"),
                             "--no-progress", "--temp-dir", str(scratch)] + (["--memory", args.memory] if args.memory else [])
                     runs[engine].append(one_run(argv, scratch))
             for engine in engines:
