@@ -47,6 +47,33 @@ def test_broken_files_are_reported_and_others_read(tmp_path):
     assert "not a JSON object" in messages["scalars.json"]
 
 
+# JSON text -> the lone surrogate named in the error, or None: read (pairs are one character).
+SURROGATES = {
+    '{"a": "\\ud800"}': "\\ud800",
+    '[{"a": "ok"}, {"b": ["x \\uDC00 y"]}]': "\\udc00",
+    '{"Records": [{"\\udbff": 1}]}': "\\udbff",                  # in a key
+    '{"a": "\\ud83d\\ude00 then \\ud83d"}': "\\ud83d",            # a pair, then half of one
+    '{"a": 1}\n{"b": "\\udfff"}\n': "\\udfff",                    # JSON Lines
+    '{"a": "\\ud83d\\ude00"}': None,                              # a pair: U+1F600
+    '{"a": "\\\\ud800"}': None,                                   # an escaped backslash, then text
+    '{"a": "\\u00e9 \\u2028"}': None,
+}
+
+
+@pytest.mark.parametrize("text", sorted(SURROGATES))
+def test_a_lone_surrogate_escape_is_refused(tmp_path, text):
+    """Half of a UTF-16 pair escaped alone is valid JSON syntax but no Unicode text: DuckDB's
+    JSON reader refuses it and no output could hold it, so the file is refused, in one line."""
+    (tmp_path / "s.json").write_text(text)
+    events, errors = read_events([tmp_path])
+    if SURROGATES[text] is None:
+        assert errors == [] and events
+        json.dumps([e.data for e in events], ensure_ascii=False).encode("utf-8")
+    else:
+        assert events == [] and [e.message for e in errors] == [
+            f"invalid JSON text: a lone surrogate {SURROGATES[text]} (half of a UTF-16 pair), which is not Unicode text"]
+
+
 # --- bounded reading (issue 13) ------------------------------------------------------------------
 
 ONE = gzip.compress(b'{"a": 1}')

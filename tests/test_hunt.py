@@ -599,6 +599,27 @@ def hunt_cli(capsys, *argv):
     return code, out, err
 
 
+@pytest.mark.parametrize("format_", ["table", "csv", "jsonl"])
+def test_a_lone_surrogate_in_a_log_is_the_same_error_on_both_engines(rules_dir, logs, capsys, format_):
+    """A record holding half of a UTF-16 pair ("\ud800", valid JSON syntax, no Unicode text):
+    DuckDB cannot read it and no output could hold it; the evaluator read it and then failed
+    writing the timeline (UnicodeEncodeError, nothing written). Now its file is refused by
+    both engines in one line, and the other files' timeline is the same as without it."""
+    code, without, _ = hunt_cli(capsys, rules_dir, "--logs", logs, "--format", format_)
+    (logs / "surrogate.json").write_text('{"Records": [' + json.dumps(record(50, "CreateUser")).replace(
+        "mallory", "mal\\ud800lory") + "]}")
+    outputs = set()
+    for engine in hunt.ENGINES:
+        code, out, err = hunt_cli(capsys, rules_dir, "--logs", logs, "--engine", engine, "--format", format_)
+        assert code == 1 and "Traceback" not in err and "UnicodeEncodeError" not in err
+        assert ("surrogate.json: invalid JSON text: a lone surrogate \\ud800 (half of a UTF-16 pair), "
+                "which is not Unicode text") in err
+        outputs.add(out)
+    assert outputs == {without}
+    assert main(["match", str(rules_dir), "--events", str(logs / "surrogate.json")]) == 1
+    assert "a lone surrogate \\ud800" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("engine", hunt.ENGINES)
 def test_a_correlation_refused_at_load_leaves_the_others_running(rules_dir, logs, capsys, engine):
     """A timespan beyond what event times can span is a one-line error for that correlation

@@ -9,6 +9,7 @@ bounded: only regular files, at most MAX_EVENT_BYTES of JSON each after decompre
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,30 @@ def parse_events(text: str, path: str = "<string>") -> list[dict]:
     stripped = text.strip()
     if not stripped:
         return []
+    events = _parsed(stripped, path)
+    if _SURROGATE_ESCAPE.search(stripped):
+        _no_lone_surrogates(events, path)
+    return events
+
+
+# JSON lets a string escape half of a UTF-16 pair alone ("\ud800"); Python's json reads it,
+# but it is no Unicode text: DuckDB's JSON reader refuses it, RE2 cannot search it, and no
+# output holding it can be written as UTF-8. A file holding one is refused, whoever reads it.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _no_lone_surrogates(events, path):
+    try:
+        json.dumps(events, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise EventsError("JSON nested too deeply", path=path) from None
+    except UnicodeEncodeError as e:
+        code = ord(e.object[e.start])
+        raise EventsError(f"invalid JSON text: a lone surrogate \\u{code:04x} (half of a UTF-16 pair), "
+                          "which is not Unicode text", path=path) from None
+
+
+def _parsed(stripped: str, path: str) -> list[dict]:
     try:
         data = json.loads(stripped)
     except RecursionError:
