@@ -9,6 +9,7 @@ bounded: only regular files, at most MAX_EVENT_BYTES of JSON each after decompre
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,11 +113,26 @@ def _no_lone_surrogates(events, path):
                           "which is not Unicode text", path=path) from None
 
 
+class _OutOfRange(ValueError):
+    """A JSON number beyond a double's range (1e400)."""
+
+
+def _finite(literal: str) -> float:
+    """json's parse_float: a number beyond a double's range is no value Python (infinity),
+    DuckDB (the text) and SIEMs agree on, so its file is refused."""
+    value = float(literal)
+    if value in (math.inf, -math.inf):
+        raise _OutOfRange(literal)
+    return value
+
+
 def _parsed(stripped: str, path: str) -> list[dict]:
     try:
-        data = json.loads(stripped)
+        data = json.loads(stripped, parse_float=_finite)
     except RecursionError:
         raise EventsError("JSON nested too deeply", path=path) from None
+    except _OutOfRange as e:
+        raise EventsError(f"invalid JSON: the number {e} is beyond a double's range", path=path) from None
     except json.JSONDecodeError as whole:
         if stripped.startswith("{") and "\n" in stripped:
             return _json_lines(stripped, path)
@@ -140,9 +156,12 @@ def _json_lines(text: str, path: str) -> list[dict]:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            item = json.loads(line, parse_float=_finite)
         except RecursionError:
             raise EventsError(f"line {n}: JSON nested too deeply", path=path) from None
+        except _OutOfRange as e:
+            raise EventsError(f"invalid JSON Lines: line {n}: the number {e} is beyond a double's range",
+                              path=path) from None
         except json.JSONDecodeError as e:
             raise EventsError(f"invalid JSON Lines: line {n} col {e.colno}: {e.msg}", path=path) from None
         if not isinstance(item, dict):
