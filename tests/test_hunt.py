@@ -626,11 +626,20 @@ def test_a_lone_surrogate_in_a_log_is_the_same_error_on_both_engines(rules_dir, 
 DISAGREE = {
     # Python's json keeps the last value of a key, DuckDB's JSON reader the first.
     '"userIdentity": {"type": "IAMUser", "type": "Root"}': "a key twice in an object",
-    # Shapes Athena's CloudTrail table cannot hold, which the evaluator reads as Sigma says
-    # (a literal dotted key, lists entered); DuckDB's table, like Athena's, does not.
-    '"userIdentity.type": "Root"': "a literal dotted key",
-    '"userIdentity": [{"type": "Root"}]': "a list where the table has a struct",
-    '"userIdentity": {"type": ["IAMUser", "Root"]}': "a list where the table has a string",
+}
+# Records the CloudTrail table cannot hold as the evaluator reads them (cloudtrail.fits), and
+# some it can: the DuckDB engine has the evaluator decide the first kind, record by record.
+# JSON text -> whether the rule (userIdentity.type: Root, or resources.ARN: x) selects it.
+SHAPES = {
+    '"userIdentity.type": "Root"': True,                          # a literal dotted key
+    '"userIdentity": [{"type": "Root"}]': True,                   # a list for a struct
+    '"userIdentity": {"type": ["IAMUser", "Root"]}': True,        # a list for text
+    '"userIdentity": {"type": {"a": "Root"}}': False,             # an object for text
+    '"userIdentity": {"sessionContext": [{"sessionIssuer": {"type": "Root"}}], "type": "Root"}': True,
+    '"resources": [[{"ARN": "x"}]]': True,                        # a list in the list column
+    '"resources": {"ARN": "x"}': True,                            # an object: a list of one
+    '"userIdentity": "Root"': False,                              # text for a struct: no members
+    '"requestParameters": {"type": ["Root"]}, "userIdentity": {"type": "Root"}': True,   # JSON column
 }
 
 
@@ -648,6 +657,27 @@ def test_records_beyond_cloudtrail_shape_where_the_engines_disagree(tmp_path, ca
     outputs = {hunt_cli(capsys, rules, "--logs", logs, "--engine", engine, "--format", "jsonl")[1]
                for engine in hunt.ENGINES}
     assert len(outputs) == 1
+
+
+@pytest.mark.parametrize("text", sorted(SHAPES))
+def test_records_the_cloudtrail_table_cannot_hold_are_decided_alike(tmp_path, capsys, text):
+    """Found 2026-12-02: the DuckDB engine missed records such as {"userIdentity.type": "Root"}
+    that the evaluator selects (Sigma reads literal dotted keys and enters lists; the table
+    does not). Now the evaluator decides those records on both engines."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yml").write_text("title: T\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n"
+                                 "  a: {userIdentity.type: Root}\n  b: {resources.ARN: x}\n  condition: a or b\n")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.json").write_text('{"Records": [{"eventID": "1", "eventTime": "2024-05-01T10:00:00Z", '
+                                 '"eventName": "ConsoleLogin", ' + text + '}, {"eventID": "2", '
+                                 '"eventTime": "2024-05-01T10:00:01Z", "eventName": "ConsoleLogin", '
+                                 '"userIdentity": {"type": "Root"}}]}')
+    outputs = [hunt_cli(capsys, rules, "--logs", logs, "--engine", engine, "--format", "jsonl")[1]
+               for engine in hunt.ENGINES]
+    assert outputs[0] == outputs[1]
+    assert [json.loads(line)["event_id"] for line in outputs[0].splitlines()] == ["1", "2"][not SHAPES[text]:]
 
 
 # A number literal -> the region both engines show, or the file's error. Python read 1e400 as

@@ -14,7 +14,10 @@ eventTime; records are delivered at least once, so a repeated eventID is the sam
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
+
+import re2
 
 from .evaluate import text
 
@@ -143,6 +146,63 @@ def _value(event, steps):
     if value is None:
         return None
     return text(value) if kind.__class__ is str and kind != MAP else shape(value, kind)
+
+
+def fits(event, spec=SCHEMA) -> bool:
+    """Whether the table holds the record as the evaluator reads it, for every field the
+    table has: no key with a dot (the evaluator reads {"a.b": 1} as the field a.b too), no list
+    where the table has a struct or text, no object where it has text. JSON and map columns
+    are the queries' own business (their text is kept whole)."""
+    if any("." in key for key in event):
+        return False
+    for _, key, kind in spec:
+        value = event.get(key)
+        if value is None or kind in (JSON, MAP):
+            continue
+        if isinstance(kind, tuple):
+            if isinstance(value, list) or (isinstance(value, dict) and not fits(value, kind)):
+                return False
+        elif isinstance(kind, list):
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, list) or (isinstance(item, dict) and not fits(item, kind[0])):
+                    return False
+        elif isinstance(value, (list, dict)):
+            return False
+    return True
+
+
+def _keys(spec, wanted) -> set:
+    """The record's keys, at any struct depth, whose type `wanted` accepts."""
+    out = set()
+    for _, key, kind in spec:
+        if isinstance(kind, tuple):
+            out |= _keys(kind, wanted)
+        elif isinstance(kind, list):
+            out |= _keys(kind[0], wanted)
+        if wanted(kind):
+            out.add(key)
+    return out
+
+
+def _key_then(keys, what: bytes) -> bytes:
+    names = b"|".join(sorted(re.escape(k.encode()) for k in keys))
+    return b'"(?:' + names + b')"[ \t\n\r]*:[ \t\n\r]*' + what
+
+
+# What a file's bytes hold if a record of it may not fit() (a superset: such files are parsed
+# and their records checked): a key with a dot; a text member's key then [ or {; a struct's
+# key then [; a list inside "resources" before its first ].
+_SUSPECT = re2.compile(b"|".join([
+    rb'\.(?:[^"\\]|\\.)*"[ \t\n\r]*:',
+    _key_then(_keys(SCHEMA, lambda kind: kind == TEXT), rb"[\[{]"),
+    _key_then(_keys(SCHEMA, lambda kind: isinstance(kind, tuple)), rb"\["),
+    rb'"resources"[ \t\n\r]*:[ \t\n\r]*\[(?:[^\]"]|"(?:[^"\\]|\\.)*")*\[',
+]))
+
+
+def suspect(data: bytes) -> bool:
+    """Whether a file's JSON may hold a record that does not fit() the table."""
+    return _SUSPECT.search(data) is not None
 
 
 def sigma_fields(spec=SCHEMA, key_prefix="", column_prefix="") -> dict:

@@ -215,7 +215,8 @@ class Staged:
     max_bytes of JSON each, gunzipped) into JSON-lines files in a folder of its own under
     `folder`, one line {"f": file number, "d": the file's JSON} per file, for DuckDB:
     `wrapped` (CloudTrail's {"Records": [...]}) and `other`. Files DuckDB would read otherwise
-    than events.py are in `slow`, blank ones in `blank`, unreadable ones in `errors`.
+    than events.py are in `slow`, blank ones in `blank`, unreadable ones in `errors`; those that
+    may hold a record the CloudTrail table cannot hold as events.py reads it in `suspect`.
 
     `files` is an iterator of (file number, path): the batch takes files from it until it
     holds `limit` bytes of JSON (all of them by default), so that successive batches share
@@ -226,6 +227,7 @@ class Staged:
         self.files = []           # (file number, path) of the batch, in order
         self.max_bytes = max_bytes
         self.errors = {}          # file number -> EventsError
+        self.suspect = []         # file numbers whose records may not fit the CloudTrail table (cloudtrail.fits)
         self.folder = tempfile.mkdtemp(prefix="batch-", dir=folder)
         try:
             self.wrapped, self.other = Path(self.folder) / "wrapped.jsonl", Path(self.folder) / "other.jsonl"
@@ -459,6 +461,8 @@ def _write_lines(staged: Staged, files, limit, progress, stop, total):
                 blank.add(n)
             else:
                 out = w if _WRAPPER.match(line) else o
+                if cloudtrail.suspect(line):
+                    staged.suspect.append(n)
                 out.write(b'{"f":%d,"d":' % n)
                 out.write(line)
                 out.write(b"}\n")

@@ -137,6 +137,7 @@ class Tables(Loaded):
         self.scratch = duckdb_events.Scratch(engine.temp_dir) if files else None
         self.read = Read(files=[str(p) for p in source.paths] if files else [], records=0 if files else len(source))
         self.made = set()              # the tables loaded, of the current batch
+        self.misfits = []              # keys of the batch's records the table cannot hold (cloudtrail.fits)
         self.readers = weakref.WeakSet()   # timelines being read (_ahead): closed before DuckDB
         self._queue = queue.Queue(maxsize=1)
         self._stop = threading.Event()
@@ -210,6 +211,7 @@ class Tables(Loaded):
                                                  SEEN if self.source.dedupe else None)
             finally:
                 staged.cleanup()
+            self.misfits = self._misfits(con, staged.suspect + list(staged.slow)) if self.engine.fallback else []
             self.read.errors += scan.errors
             self.read.records += scan.rows + scan.duplicates
             self.read.duplicates += scan.duplicates
@@ -222,6 +224,15 @@ class Tables(Loaded):
             if self.progress is not None:
                 self.progress("hunting", staged.files[-1][0] + 1, len(self.read.files))
             yield None
+
+    def _misfits(self, con, files) -> list:
+        """The keys of the batch's records, from these files, that the CloudTrail table does
+        not hold as the evaluator reads them (cloudtrail.fits), in key order."""
+        if not files:
+            return []
+        keys = [k for (k,) in con.execute(f"SELECT row_id FROM {cloudtrail.TABLE} WHERE list_contains($files, "
+                                          f"row_id >> 32)", {"files": sorted(files)}).fetchall()]
+        return [k for k, event in self.events(keys).items() if not cloudtrail.fits(event)]
 
     def events(self, keys) -> dict:
         """key -> the event as events.py reads it (from its file again, for Files), in key order."""
@@ -359,7 +370,22 @@ def _batch(engine, tables, rules, queries, slow, out, ran, keys, duckdb):
         hits = _on_evaluator(tables, rules[n], present, keys)
         if hits:
             con.execute("INSERT INTO _batch_hits SELECT $n, unnest($hits)", {"n": n, "hits": hits})
+    if tables.misfits and engine.fallback:    # records the table cannot hold: the evaluator decides
+        _misfits_on_evaluator(tables, rules, [n for n in (*queries, *slow) if n not in out.failed])
     con.execute("INSERT INTO _hits SELECT * FROM _batch_hits")
+
+
+def _misfits_on_evaluator(tables: Tables, rules, numbers):
+    """Every rule's hits among the batch's misfits (records the CloudTrail table does not hold
+    as the evaluator reads them: a list where it has text) are the evaluator's, not SQL's."""
+    con, misfits = tables.con, tables.misfits
+    con.execute("DELETE FROM _batch_hits WHERE list_contains($keys, row_id)", {"keys": misfits})
+    events = tables.events(misfits)
+    for n in sorted(set(numbers)):
+        test = compile_query(rules[n].query)
+        hits = [k for k, event in events.items() if test(event)]
+        if hits:
+            con.execute("INSERT INTO _batch_hits SELECT $n, unnest($hits)", {"n": n, "hits": hits})
 
 
 def _keep(con, tables, show, bases, kept, backend, time_path):
