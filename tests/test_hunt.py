@@ -680,6 +680,28 @@ def test_records_the_cloudtrail_table_cannot_hold_are_decided_alike(tmp_path, ca
     assert [json.loads(line)["event_id"] for line in outputs[0].splitlines()] == ["1", "2"][not SHAPES[text]:]
 
 
+def test_correlations_over_records_the_table_cannot_hold_are_the_evaluators(tmp_path, capsys):
+    """A correlation grouping by a field the table holds otherwise (a list where it has text)
+    grouped by the list's JSON text on DuckDB, by its first value on the evaluator."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yml").write_text(
+        "title: Login\nname: login\nlogsource: {product: aws, service: cloudtrail}\n"
+        "detection:\n  sel: {eventName: ConsoleLogin}\n  condition: sel\n---\n"
+        "title: Many logins\ncorrelation:\n  type: event_count\n  rules: [login]\n"
+        "  group-by: [userIdentity.arn]\n  timespan: 1h\n  condition: {gte: 2}\n")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.json").write_text(json.dumps({"Records": [
+        {"eventID": str(i), "eventTime": f"2024-05-01T10:00:0{i}Z", "eventName": "ConsoleLogin",
+         "userIdentity": {"arn": ["a", "b"] if i < 2 else "c"}} for i in range(4)]}))
+    outputs = [hunt_cli(capsys, rules, "--logs", logs, "--engine", engine, "--format", "jsonl")[1]
+               for engine in hunt.ENGINES]
+    assert outputs[0] == outputs[1]
+    assert [json.loads(line)["group"] for line in outputs[0].splitlines()] == [
+        {"userIdentity.arn": "a"}, {"userIdentity.arn": "c"}]
+
+
 # A number literal -> the region both engines show, or the file's error. Python read 1e400 as
 # infinity (shown "Infinity") where DuckDB kept "1e400": such a number refuses its file.
 NUMBERS = {"1e400": "invalid JSON: the number 1e400 is beyond a double's range",

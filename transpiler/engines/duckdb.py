@@ -66,6 +66,7 @@ MIN_MEMORY = 96 << 20            # one thread, batches of 4 MiB
 MAX_BATCH = 1 << 30              # past it, larger batches gain nothing and fill the scratch disk
 GENERIC = "events"               # the generic mapping's table (templates/duckdb/mappings/generic.yml)
 SEEN = "_seen"                   # the eventIDs kept so far (Files(dedupe=True))
+MISFITS = "_misfits"             # keys of records the CloudTrail table cannot hold (cloudtrail.fits)
 # Fields the rule index narrows rows by: CloudTrail columns with a lower-case copy.
 PREFILTER = {"eventName": "eventname", "eventSource": "eventsource"}
 
@@ -227,12 +228,17 @@ class Tables(Loaded):
 
     def _misfits(self, con, files) -> list:
         """The keys of the batch's records, from these files, that the CloudTrail table does
-        not hold as the evaluator reads them (cloudtrail.fits), in key order."""
+        not hold as the evaluator reads them (cloudtrail.fits), in key order; also kept in the
+        table MISFITS, for the correlations."""
         if not files:
             return []
         keys = [k for (k,) in con.execute(f"SELECT row_id FROM {cloudtrail.TABLE} WHERE list_contains($files, "
                                           f"row_id >> 32)", {"files": sorted(files)}).fetchall()]
-        return [k for k, event in self.events(keys).items() if not cloudtrail.fits(event)]
+        misfits = [k for k, event in self.events(keys).items() if not cloudtrail.fits(event)]
+        if misfits:
+            con.execute(f"CREATE TABLE IF NOT EXISTS {MISFITS} (row_id BIGINT)")
+            con.execute(f"INSERT INTO {MISFITS} SELECT unnest($keys)", {"keys": misfits})
+        return misfits
 
     def events(self, keys) -> dict:
         """key -> the event as events.py reads it (from its file again, for Files), in key order."""
@@ -780,6 +786,19 @@ def _correlate(engine, tables, backend, c, c_no, query, rules, out, duckdb):
     """The correlation's alerts from its query; with fallback, from correlation.alerts over
     the rows DuckDB selected where there is no query or it fails."""
     name = f"c{c_no}"
+    number = {id(r): n for n, r in enumerate(rules)}
+    if engine.fallback and _exists(tables.con, MISFITS) and tables.con.execute(
+            f"SELECT count(*) FROM _hits JOIN {MISFITS} USING (row_id) WHERE list_contains($rules, rule)",
+            {"rules": [number[id(b)] for b in c.rules]}).fetchone()[0]:
+        # Its rules select records the table cannot hold: the evaluator's reading of the events.
+        out.fallback[name] = "its rules select records the CloudTrail table cannot hold"
+        hits = [out.matches.get(number[id(b)], []) for b in c.rules]
+        rows = sorted({r for rs in hits for r in rs})
+        events, members = tables.events(rows), [set(rs) for rs in hits]
+        out.alerts.extend(correlation.alerts(
+            c, ((events[r], [k for k, m in enumerate(members) if r in m]) for r in rows if r in events),
+            engine.time_field))
+        return
     if isinstance(query, str):
         try:
             out.alerts.extend(_alerts(c, tables.con.execute(query).fetchall()))
@@ -797,7 +816,6 @@ def _correlate(engine, tables, backend, c, c_no, query, rules, out, duckdb):
         out.refused[name] = reason
         return
     out.fallback[name] = reason
-    number = {id(r): n for n, r in enumerate(rules)}
     hits = [out.matches.get(number[id(b)], []) for b in c.rules]
     out.alerts.extend(_alerts_in_python(engine, tables, backend, c, hits))
 
