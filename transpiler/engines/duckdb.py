@@ -50,8 +50,9 @@ from ..backends.sql import DuckDB as DuckDBBackend
 from ..backends.sql import identifier, literal
 from ..errors import TranspileError, Unsupported
 from ..evaluate import compile_query, text
-from ..ruleset import required_values
+from ..ruleset import RuleSet, required_values
 from . import PART, Engine, Files, Loaded, Outcome, Read, loaded, place
+from .evaluator import rules_selecting
 from .evaluator import file_events
 
 BATCH = 50                       # rules per UNION ALL statement
@@ -139,6 +140,7 @@ class Tables(Loaded):
         self.read = Read(files=[str(p) for p in source.paths] if files else [], records=0 if files else len(source))
         self.made = set()              # the tables loaded, of the current batch
         self.misfits = []              # keys of the batch's records the table cannot hold (cloudtrail.fits)
+        self.misfit_rules = None       # (rule nos, their RuleSet) that decide them
         self.readers = weakref.WeakSet()   # timelines being read (_ahead): closed before DuckDB
         self._queue = queue.Queue(maxsize=1)
         self._stop = threading.Event()
@@ -377,21 +379,26 @@ def _batch(engine, tables, rules, queries, slow, out, ran, keys, duckdb):
         if hits:
             con.execute("INSERT INTO _batch_hits SELECT $n, unnest($hits)", {"n": n, "hits": hits})
     if tables.misfits and engine.fallback:    # records the table cannot hold: the evaluator decides
-        _misfits_on_evaluator(tables, rules, [n for n in (*queries, *slow) if n not in out.failed])
+        _misfits_on_evaluator(tables, rules, [n for n in (*queries, *slow) if n not in out.failed], out.failed)
     con.execute("INSERT INTO _hits SELECT * FROM _batch_hits")
 
 
-def _misfits_on_evaluator(tables: Tables, rules, numbers):
+def _misfits_on_evaluator(tables: Tables, rules, numbers, failed):
     """Every rule's hits among the batch's misfits (records the CloudTrail table does not hold
-    as the evaluator reads them: a list where it has text) are the evaluator's, not SQL's."""
+    as the evaluator reads them: a list where it has text) are the evaluator's, not SQL's: the
+    rules indexed by their required values (RuleSet), as the evaluator engine runs them; a
+    rule that raises on an event is that rule's failure (`failed`)."""
     con, misfits = tables.con, tables.misfits
+    numbers = sorted(set(numbers))
+    if tables.misfit_rules is None or tables.misfit_rules[0] != numbers:
+        tables.misfit_rules = numbers, RuleSet([rules[n] for n in numbers])
+    ruleset = tables.misfit_rules[1]
     con.execute("DELETE FROM _batch_hits WHERE list_contains($keys, row_id)", {"keys": misfits})
-    events = tables.events(misfits)
-    for n in sorted(set(numbers)):
-        test = compile_query(rules[n].query)
-        hits = [k for k, event in events.items() if test(event)]
-        if hits:
-            con.execute("INSERT INTO _batch_hits SELECT $n, unnest($hits)", {"n": n, "hits": hits})
+    found = [(numbers[i], k) for k, event in tables.events(misfits).items()
+             for i in rules_selecting(ruleset, event, k, numbers, failed)]
+    if found:
+        con.execute("INSERT INTO _batch_hits SELECT unnest($rules), unnest($keys)",
+                    {"rules": [n for n, _ in found], "keys": [k for _, k in found]})
 
 
 def _keep(con, tables, show, bases, kept, backend, time_path):

@@ -100,7 +100,7 @@ class _Scan:
         self.fields = _read_fields(correlations, time_field)
 
     def event(self, event, event_key, failed):
-        hits = _numbers(self.ruleset, event, event_key, self.usable, failed)
+        hits = rules_selecting(self.ruleset, event, event_key, self.usable, failed)
         if not hits:
             return None
         hits = [self.usable[i] for i in hits]
@@ -143,7 +143,7 @@ def _read_fields(correlations, time_field):
     return tuple(sorted(names))
 
 
-def _numbers(ruleset, event, event_key, usable, failed) -> list:
+def rules_selecting(ruleset, event, event_key, usable, failed) -> list:
     """The positions in the ruleset of the rules selecting the event. A rule whose test raises
     (an event shaped beyond what it can evaluate) is reported in `failed`, not the run."""
     try:
