@@ -139,8 +139,8 @@ class Tables(Loaded):
         self.scratch = duckdb_events.Scratch(engine.temp_dir) if files else None
         self.read = Read(files=[str(p) for p in source.paths] if files else [], records=0 if files else len(source))
         self.made = set()              # the tables loaded, of the current batch
-        self.misfits = []              # keys of the batch's records the table cannot hold (cloudtrail.fits)
-        self.misfit_rules = None       # (rule nos, their RuleSet) that decide them
+        self.suspects = []             # the batch's files that may hold records the table cannot hold
+        self.misfit_rules = None       # (rule nos, their RuleSet) that decide such records
         self.readers = weakref.WeakSet()   # timelines being read (_ahead): closed before DuckDB
         self._queue = queue.Queue(maxsize=1)
         self._stop = threading.Event()
@@ -214,7 +214,7 @@ class Tables(Loaded):
                                                  SEEN if self.source.dedupe else None)
             finally:
                 staged.cleanup()
-            self.misfits = self._misfits(con, staged.suspect + list(staged.slow)) if self.engine.fallback else []
+            self.suspects = sorted({*staged.suspect, *staged.slow})
             self.read.errors += scan.errors
             self.read.records += scan.rows + scan.duplicates
             self.read.duplicates += scan.duplicates
@@ -227,20 +227,6 @@ class Tables(Loaded):
             if self.progress is not None:
                 self.progress("hunting", staged.files[-1][0] + 1, len(self.read.files))
             yield None
-
-    def _misfits(self, con, files) -> list:
-        """The keys of the batch's records, from these files, that the CloudTrail table does
-        not hold as the evaluator reads them (cloudtrail.fits), in key order; also kept in the
-        table MISFITS, for the correlations."""
-        if not files:
-            return []
-        keys = [k for (k,) in con.execute(f"SELECT row_id FROM {cloudtrail.TABLE} WHERE list_contains($files, "
-                                          f"row_id >> 32)", {"files": sorted(files)}).fetchall()]
-        misfits = [k for k, event in self.events(keys).items() if not cloudtrail.fits(event)]
-        if misfits:
-            con.execute(f"CREATE TABLE IF NOT EXISTS {MISFITS} (row_id BIGINT)")
-            con.execute(f"INSERT INTO {MISFITS} SELECT unnest($keys)", {"keys": misfits})
-        return misfits
 
     def events(self, keys) -> dict:
         """key -> the event as events.py reads it (from its file again, for Files), in key order."""
@@ -378,27 +364,39 @@ def _batch(engine, tables, rules, queries, slow, out, ran, keys, duckdb):
         hits = _on_evaluator(tables, rules[n], present, keys)
         if hits:
             con.execute("INSERT INTO _batch_hits SELECT $n, unnest($hits)", {"n": n, "hits": hits})
-    if tables.misfits and engine.fallback:    # records the table cannot hold: the evaluator decides
+    if tables.suspects and engine.fallback:   # records the table cannot hold: the evaluator decides
         _misfits_on_evaluator(tables, rules, [n for n in (*queries, *slow) if n not in out.failed], out.failed)
     con.execute("INSERT INTO _hits SELECT * FROM _batch_hits")
 
 
 def _misfits_on_evaluator(tables: Tables, rules, numbers, failed):
-    """Every rule's hits among the batch's misfits (records the CloudTrail table does not hold
-    as the evaluator reads them: a list where it has text) are the evaluator's, not SQL's: the
-    rules indexed by their required values (RuleSet), as the evaluator engine runs them; a
-    rule that raises on an event is that rule's failure (`failed`)."""
-    con, misfits = tables.con, tables.misfits
+    """The records of the batch's suspect files that the CloudTrail table does not hold as the
+    evaluator reads them (cloudtrail.fits: a list where it has text...) are decided by the
+    evaluator, not SQL, a file at a time (the memory of one file's events, as the evaluator
+    engine): the rules indexed by their required values (RuleSet), as that engine runs them; a
+    rule that raises on an event is that rule's failure (`failed`). Their keys go to the table
+    MISFITS, for the correlations."""
+    con = tables.con
     numbers = sorted(set(numbers))
     if tables.misfit_rules is None or tables.misfit_rules[0] != numbers:
         tables.misfit_rules = numbers, RuleSet([rules[n] for n in numbers])
     ruleset = tables.misfit_rules[1]
-    con.execute("DELETE FROM _batch_hits WHERE list_contains($keys, row_id)", {"keys": misfits})
-    found = [(numbers[i], k) for k, event in tables.events(misfits).items()
-             for i in rules_selecting(ruleset, event, k, numbers, failed)]
-    if found:
-        con.execute("INSERT INTO _batch_hits SELECT unnest($rules), unnest($keys)",
-                    {"rules": [n for n, _ in found], "keys": [k for _, k in found]})
+    by_file = defaultdict(list)
+    for (k,) in con.execute(f"SELECT row_id FROM {cloudtrail.TABLE} WHERE list_contains($files, row_id >> 32)",
+                            {"files": tables.suspects}).fetchall():
+        by_file[place(k)[0]].append(k)
+    for _, keys in sorted(by_file.items()):
+        events = {k: e for k, e in tables.events(keys).items() if not cloudtrail.fits(e)}
+        if not events:
+            continue
+        con.execute(f"CREATE TABLE IF NOT EXISTS {MISFITS} (row_id BIGINT)")
+        con.execute(f"INSERT INTO {MISFITS} SELECT unnest($keys)", {"keys": list(events)})
+        con.execute("DELETE FROM _batch_hits WHERE list_contains($keys, row_id)", {"keys": list(events)})
+        found = [(numbers[i], k) for k, event in events.items()
+                 for i in rules_selecting(ruleset, event, k, numbers, failed)]
+        if found:
+            con.execute("INSERT INTO _batch_hits SELECT unnest($rules), unnest($keys)",
+                        {"rules": [n for n, _ in found], "keys": [k for _, k in found]})
 
 
 def _keep(con, tables, show, bases, kept, backend, time_path):
