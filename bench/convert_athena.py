@@ -46,7 +46,8 @@ def main(target="athena"):
     with tempfile.TemporaryDirectory(prefix="bench-athena-") as tmp:
         paired.from_bytecode(tmp, target, args.source_only)
         paired.convert_figure(target, folder, args.runs, *paired.cold())
-    phases(target, paired.survivors(target, folder))
+        # Inside: survivors() runs pip, which writes bytecode under PYTHONPYCACHEPREFIX (tmp).
+        phases(target, paired.survivors(target, folder))
 
 
 if __name__ == "__main__":
