@@ -69,7 +69,7 @@ def read_event_bytes(path, max_bytes: int = MAX_EVENT_BYTES) -> bytes:
     read, by the evaluator and by DuckDB's staging alike."""
     try:
         return files.read_maybe_gzip(path, max_bytes, gz=str(path).lower().endswith(".gz"))
-    except files.TooLarge as e:
+    except files.TooLarge:
         raise EventsError(f"more than {files.size_text(max_bytes)} of JSON, the limit "
                           "(--max-event-size raises it)", path=path) from None
     except files.Unreadable as e:
