@@ -643,19 +643,28 @@ SHAPES = {
 }
 
 
+def on_both_engines(tmp_path, capsys, rule: str, records: str) -> list:
+    """hunt --format jsonl of one rule file (its YAML text) over one log file holding
+    {"Records": [records]}, on each engine: [(exit code, stdout, stderr)]."""
+    rules, logs = tmp_path / "rules", tmp_path / "logs"
+    rules.mkdir()
+    logs.mkdir()
+    (rules / "r.yml").write_text(rule)
+    (logs / "a.json").write_text('{"Records": [' + records + "]}")
+    return [hunt_cli(capsys, rules, "--logs", logs, "--engine", engine, "--format", "jsonl")
+            for engine in hunt.ENGINES]
+
+
+CLOUDTRAIL_RULE = "title: T\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n"
+LOGIN = '{"eventID": "1", "eventTime": "2024-05-01T10:00:00Z", "eventName": "ConsoleLogin", '
+
+
 @pytest.mark.xfail(strict=True, reason="known disagreement, README: Known differences, by engine")
 @pytest.mark.parametrize("text", sorted(DISAGREE))
 def test_records_beyond_cloudtrail_shape_where_the_engines_disagree(tmp_path, capsys, text):
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "r.yml").write_text("title: T\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n"
-                                 "  sel: {userIdentity.type: Root}\n  condition: sel\n")
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    (logs / "a.json").write_text('{"Records": [{"eventID": "1", "eventTime": "2024-05-01T10:00:00Z", '
-                                 '"eventName": "ConsoleLogin", ' + text + "}]}")
-    outputs = {hunt_cli(capsys, rules, "--logs", logs, "--engine", engine, "--format", "jsonl")[1]
-               for engine in hunt.ENGINES}
+    runs = on_both_engines(tmp_path, capsys, CLOUDTRAIL_RULE + "  sel: {userIdentity.type: Root}\n  condition: sel\n",
+                           LOGIN + text + "}")
+    outputs = {out for _, out, _ in runs}
     assert len(outputs) == 1
 
 
@@ -664,18 +673,11 @@ def test_records_the_cloudtrail_table_cannot_hold_are_decided_alike(tmp_path, ca
     """Found 2026-12-02: the DuckDB engine missed records such as {"userIdentity.type": "Root"}
     that the evaluator selects (Sigma reads literal dotted keys and enters lists; the table
     does not). Now the evaluator decides those records on both engines."""
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "r.yml").write_text("title: T\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n"
-                                 "  a: {userIdentity.type: Root}\n  b: {resources.ARN: x}\n  condition: a or b\n")
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    (logs / "a.json").write_text('{"Records": [{"eventID": "1", "eventTime": "2024-05-01T10:00:00Z", '
-                                 '"eventName": "ConsoleLogin", ' + text + '}, {"eventID": "2", '
-                                 '"eventTime": "2024-05-01T10:00:01Z", "eventName": "ConsoleLogin", '
-                                 '"userIdentity": {"type": "Root"}}]}')
-    outputs = [hunt_cli(capsys, rules, "--logs", logs, "--engine", engine, "--format", "jsonl")[1]
-               for engine in hunt.ENGINES]
+    runs = on_both_engines(tmp_path, capsys, CLOUDTRAIL_RULE + "  a: {userIdentity.type: Root}\n"
+                           "  b: {resources.ARN: x}\n  condition: a or b\n",
+                           LOGIN + text + '}, {"eventID": "2", "eventTime": "2024-05-01T10:00:01Z", '
+                           '"eventName": "ConsoleLogin", "userIdentity": {"type": "Root"}}')
+    outputs = [out for _, out, _ in runs]
     assert outputs[0] == outputs[1]
     assert [json.loads(line)["event_id"] for line in outputs[0].splitlines()] == ["1", "2"][not SHAPES[text]:]
 
@@ -683,20 +685,15 @@ def test_records_the_cloudtrail_table_cannot_hold_are_decided_alike(tmp_path, ca
 def test_correlations_over_records_the_table_cannot_hold_are_the_evaluators(tmp_path, capsys):
     """A correlation grouping by a field the table holds otherwise (a list where it has text)
     grouped by the list's JSON text on DuckDB, by its first value on the evaluator."""
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "r.yml").write_text(
+    runs = on_both_engines(
+        tmp_path, capsys,
         "title: Login\nname: login\nlogsource: {product: aws, service: cloudtrail}\n"
         "detection:\n  sel: {eventName: ConsoleLogin}\n  condition: sel\n---\n"
         "title: Many logins\ncorrelation:\n  type: event_count\n  rules: [login]\n"
-        "  group-by: [userIdentity.arn]\n  timespan: 1h\n  condition: {gte: 2}\n")
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    (logs / "a.json").write_text(json.dumps({"Records": [
-        {"eventID": str(i), "eventTime": f"2024-05-01T10:00:0{i}Z", "eventName": "ConsoleLogin",
-         "userIdentity": {"arn": ["a", "b"] if i < 2 else "c"}} for i in range(4)]}))
-    outputs = [hunt_cli(capsys, rules, "--logs", logs, "--engine", engine, "--format", "jsonl")[1]
-               for engine in hunt.ENGINES]
+        "  group-by: [userIdentity.arn]\n  timespan: 1h\n  condition: {gte: 2}\n",
+        ", ".join(json.dumps({"eventID": str(i), "eventTime": f"2024-05-01T10:00:0{i}Z", "eventName": "ConsoleLogin",
+                             "userIdentity": {"arn": ["a", "b"] if i < 2 else "c"}}) for i in range(4)))
+    outputs = [out for _, out, _ in runs]
     assert outputs[0] == outputs[1]
     assert [json.loads(line)["group"] for line in outputs[0].splitlines()] == [
         {"userIdentity.arn": "a"}, {"userIdentity.arn": "c"}]
@@ -713,17 +710,10 @@ NUMBERS = {"1e400": "invalid JSON: the number 1e400 is beyond a double's range",
 
 @pytest.mark.parametrize("number", sorted(NUMBERS))
 def test_numbers_at_a_doubles_edges_read_alike_on_both_engines(tmp_path, capsys, number):
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "r.yml").write_text("title: T\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n"
-                                 "  sel: {eventName: ConsoleLogin}\n  condition: sel\n")
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    (logs / "a.json").write_text('{"Records": [{"eventID": "1", "eventTime": "2024-05-01T10:00:00Z", '
-                                 '"eventName": "ConsoleLogin", "awsRegion": ' + number + "}]}")
+    runs = on_both_engines(tmp_path, capsys, CLOUDTRAIL_RULE + "  sel: {eventName: ConsoleLogin}\n  condition: sel\n",
+                           LOGIN + '"awsRegion": ' + number + "}")
     seen = set()
-    for engine in hunt.ENGINES:
-        _, out, err = hunt_cli(capsys, rules, "--logs", logs, "--engine", engine, "--format", "jsonl")
+    for _, out, err in runs:
         assert NUMBERS[number] in (out if out else err)
         seen.add(out)
     assert len(seen) == 1
