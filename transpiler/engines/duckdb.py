@@ -798,11 +798,7 @@ def _correlate(engine, tables, backend, c, c_no, query, rules, out, duckdb):
         # Its rules select records the table cannot hold: the evaluator's reading of the events.
         out.fallback[name] = "its rules select records the CloudTrail table cannot hold"
         hits = [out.matches.get(number[id(b)], []) for b in c.rules]
-        rows = sorted({r for rs in hits for r in rs})
-        events, members = tables.events(rows), [set(rs) for rs in hits]
-        out.alerts.extend(correlation.alerts(
-            c, ((events[r], [k for k, m in enumerate(members) if r in m]) for r in rows if r in events),
-            engine.time_field))
+        out.alerts.extend(_alerts_in_python(engine, tables, backend, c, hits, from_files=True))
         return
     if isinstance(query, str):
         try:
@@ -841,14 +837,25 @@ def _utc(moment):
     return moment.replace(tzinfo=utc) if moment.tzinfo is None else moment.astimezone(utc)
 
 
-def _alerts_in_python(engine, tables, backend, c, hits) -> list:
+def _alerts_in_python(engine, tables, backend, c, hits, from_files: bool = False) -> list:
     """correlation.alerts over the rows DuckDB selected for each referenced rule: each row as
     an event of the fields the correlation reads (literal dotted keys: field_values reads
     them), with the values the queries read; the events from their files where a field has no
-    column (or the time field is not given)."""
+    column (or the time field is not given), or when `from_files`."""
     rows = sorted({r for rs in hits for r in rs})
     if not rows:
         return []
+    events = None if from_files else _read_values(engine, tables, backend, c, rows)
+    if events is None:
+        events = tables.events(rows)
+    members = [set(rs) for rs in hits]
+    selected = ((events[r], [k for k, m in enumerate(members) if r in m]) for r in rows if r in events)
+    return correlation.alerts(c, selected, engine.time_field)
+
+
+def _read_values(engine, tables, backend, c, rows) -> dict | None:
+    """row -> {field: value} of the fields the correlation reads, from the table; None where a
+    field has no column or the time field is not given."""
     fields = _fields(engine, c)
     try:
         if engine.time_field is None:
@@ -857,11 +864,7 @@ def _alerts_in_python(engine, tables, backend, c, hits) -> list:
         table = backend.table()
         exprs = [backend.macros.first(backend.place(f)) for f in fields]
     except TranspileError:
-        events = tables.events(rows)
-    else:
-        found = tables.con.execute(f"SELECT row_id, {', '.join(exprs)} FROM {table} "
-                                   f"WHERE row_id IN (SELECT unnest($rows))", {"rows": rows}).fetchall()
-        events = {r[0]: {f: v for f, v in zip(fields, r[1:]) if v is not None} for r in found}
-    members = [set(rs) for rs in hits]
-    selected = ((events[r], [k for k, m in enumerate(members) if r in m]) for r in rows if r in events)
-    return correlation.alerts(c, selected, engine.time_field)
+        return None
+    found = tables.con.execute(f"SELECT row_id, {', '.join(exprs)} FROM {table} "
+                               f"WHERE row_id IN (SELECT unnest($rows))", {"rows": rows}).fetchall()
+    return {r[0]: {f: v for f, v in zip(fields, r[1:]) if v is not None} for r in found}
