@@ -1,5 +1,6 @@
 """Loading rule files: documents, metadata checks, errors that name file and key."""
 import os
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +159,13 @@ def test_duplicates_name_both_files(tmp_path):
         (bx, None, "duplicate", f"the file name 'x.yml' is also used by {a}"),
         (by, "id", "duplicate", f"'8F3A7B2C-1D4E-5F6A-9B0C-2E3D4F5A6B7C' is also the id of {a}"),
         (by, "title", "duplicate", f"' one' is also the title of {a}")]
+
+
+def test_rule_files_are_found_once_however_they_are_named(tmp_path, monkeypatch):
+    (tmp_path / "r" / "sub").mkdir(parents=True)
+    for name in ("r/a.yml", "r/sub/b.yml"):
+        (tmp_path / name).write_text(ONE.format(title=name, id=""))
+    monkeypatch.chdir(tmp_path / "r")
+    found, errors = find_rule_files([".", "a.yml", "./sub/", "sub//b.yml", str(tmp_path / "r")])
+    # the absolute name is the same folder, read once already
+    assert (found, errors) == ([Path("a.yml"), Path("sub/b.yml")], [])

@@ -178,13 +178,14 @@ def walk(paths, suffixes: tuple, other: tuple = ()) -> tuple[list[Path], list[tu
     each real folder read once (a loop ends there). Also: (folder, why) for each folder that
     cannot be read, and the folders named that hold no such file (a mistyped path)."""
     found, unreadable, empty, seen = set(), [], [], set()
+    # Strings inside (a Path per file costs more than the walk itself); Paths at the end.
     for p in map(Path, paths):
         if not p.is_dir():
             if not p.name.lower().endswith(other):
-                found.add(p)         # read as it is: the reader says what is wrong with it
+                found.add(str(p))    # read as it is: the reader says what is wrong with it
             continue
         hits, trouble, again = 0, len(unreadable), False
-        stack = [p]
+        stack = [str(p)]
         while stack:
             folder = stack.pop()
             try:
@@ -196,17 +197,19 @@ def walk(paths, suffixes: tuple, other: tuple = ()) -> tuple[list[Path], list[tu
                 with os.scandir(folder) as entries:
                     entries = sorted(entries, key=lambda e: e.name, reverse=True)
             except OSError as e:
-                unreadable.append((str(folder), f"cannot read folder: {e.strerror or e}"))
+                unreadable.append((folder, f"cannot read folder: {e.strerror or e}"))
                 continue
+            # As Path would write it: "./x" is "x" (the same file named as "x" is found once).
+            prefix = "" if folder == "." else folder if folder.endswith("/") else folder + "/"
             for entry in entries:
                 if _is_dir(entry):
-                    stack.append(Path(entry.path))
+                    stack.append(prefix + entry.name)
                 elif (name := entry.name.lower()).endswith(suffixes) and not name.endswith(other):
-                    found.add(Path(entry.path))
+                    found.add(prefix + entry.name)
                     hits += 1
         if not hits and len(unreadable) == trouble and not again:
             empty.append(str(p))
-    return sorted(found, key=str), unreadable, empty
+    return [Path(f) for f in sorted(found)], unreadable, empty
 
 
 def _is_dir(entry) -> bool:
