@@ -159,9 +159,6 @@ class Store:
     def _path(self, key: str) -> str:
         return f"{self.root}/{key[:2]}/{key[2:]}"
 
-    def has(self, key: str) -> bool:
-        return os.path.exists(self._path(key))
-
     def get(self, key: str):
         path = self._path(key)
         try:
@@ -278,7 +275,7 @@ class Conversion:
         self.outcomes: dict = {}      # (path, doc) -> stored outcome, for the hits
         self.missed: dict = {}        # path -> key, for the files loaded in full
         self.ready: dict = {}         # path -> entry made by prepare(), for load()
-        self.stored: dict = {}        # path -> key of an entry prepare() saw in the folder
+        self.stored: dict = {}        # path -> entry prepare() read from the folder, for load()
         self.prepared = False         # prepare() wrote entries: the folder may need pruning
         self.hits = 0
 
@@ -316,8 +313,9 @@ class Conversion:
                 todo.append((path, None, data))
                 continue
             key = self.key(path, data)
-            if self.store.has(key):
-                self.stored[path] = key   # load() takes it without reading the file again
+            entry = self.store.get(key)   # read now: load() takes it without reading the file again
+            if entry is not None:
+                self.stored[path] = entry
             else:
                 todo.append((path, key, data))
         count = parallel.processes(len(todo), MIN_SHARE)
@@ -351,9 +349,9 @@ class Conversion:
         entry = self.ready.pop(path, None)
         if entry is not None:
             return self._from_entry(path, entry)
-        key = self.stored.pop(path, None)
-        if key is not None:
-            hit = self._hit(path, key)
+        entry = self.stored.pop(path, None)
+        if entry is not None:
+            hit = self._usable(path, entry)
             if hit is not None:
                 return hit
         data, errors = rule.read_file(path)
@@ -369,8 +367,10 @@ class Conversion:
     def _hit(self, path, key):
         """The file's rules and errors from its stored entry, or None."""
         entry = self.store.get(key)
-        if entry is None:
-            return None
+        return None if entry is None else self._usable(path, entry)
+
+    def _usable(self, path, entry):
+        """The file's rules and errors from an entry read from the folder, or None."""
         try:
             return self._from_entry(path, entry)
         except (KeyError, TypeError, ValueError):
