@@ -206,3 +206,51 @@ def test_compiled_grammar_and_templates_are_kept_and_a_damaged_one_is_rebuilt(re
     again = run()
     assert again.returncode == cold.returncode and "Traceback" not in again.stderr
     assert again.stdout == run("--no-cache").stdout
+
+
+def _entries(tmp_path, packs: bool):
+    return [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.parent.parent.name == "v1"
+            and (p.parent.name == cache.PACKS) == packs]
+
+
+def test_a_warm_run_reads_the_pack_of_its_files(repo, capsys, conversions, tmp_path):
+    """A warm run's entries come from one file, the pack of the files it was given; a changed
+    rule updates the pack; a damaged pack is ignored (the entries are read one by one) and
+    written again."""
+    cold = convert(capsys, "-t", "athena", repo)
+    assert len(_entries(tmp_path, packs=True)) == 1 and _entries(tmp_path, packs=False)
+    for p in _entries(tmp_path, packs=False):
+        p.unlink()
+    conversions.clear()
+    assert convert(capsys, "-t", "athena", repo) == cold
+    assert conversions == []                       # every entry from the pack
+    (repo / "r2.yml").write_text((repo / "r2.yml").read_text().replace("CreateAccessKey", "DeleteAccessKey"))
+    changed = convert(capsys, "-t", "athena", repo)
+    assert conversions == ["r2.yml"]
+    for p in _entries(tmp_path, packs=False):
+        p.unlink()
+    conversions.clear()
+    assert convert(capsys, "-t", "athena", repo) == changed
+    assert conversions == []                       # the pack holds the changed rule's entry
+    [pack] = _entries(tmp_path, packs=True)
+    pack.write_bytes(pack.read_bytes()[:-1] + b"\x00")
+    assert convert(capsys, "-t", "athena", repo) == changed
+    assert len(conversions) == 7                   # no entries left but the damaged pack: misses
+    conversions.clear()
+    for p in _entries(tmp_path, packs=False):
+        p.unlink()
+    assert convert(capsys, "-t", "athena", repo) == changed
+    assert conversions == []                       # the pack was written again
+
+
+def test_a_pack_is_per_set_of_files(repo, capsys, conversions, tmp_path):
+    """Converting part of the rules uses (and writes) a pack of its own; the whole set's is kept."""
+    convert(capsys, "-t", "athena", repo)
+    part = convert(capsys, "-t", "athena", repo / "r0.yml", repo / "r1.yml")
+    assert len(_entries(tmp_path, packs=True)) == 2
+    for p in _entries(tmp_path, packs=False):
+        p.unlink()
+    conversions.clear()
+    assert convert(capsys, "-t", "athena", repo / "r0.yml", repo / "r1.yml") == part
+    convert(capsys, "-t", "athena", repo)
+    assert conversions == []

@@ -16,8 +16,11 @@ written.
 
 Entries live in $XDG_CACHE_HOME/sigma-transpile (~/.cache/sigma-transpile), one file each,
 written to a temporary name and renamed into place, so concurrent runs never see half an
-entry. Each starts with a checksum of its content; an entry that does not check out, or
-cannot be read, is a miss and is written again. The folder is kept under MAX_BYTES: after a
+entry. A run also keeps the entries it used in one pack, named by the run's options and the
+files' paths, which the next run over the same files reads instead of a file per rule (a
+changed rule's entry is read from its own file, and the pack is written again). Each file
+starts with a checksum of its content; an entry that does not check out, or cannot be read,
+is a miss and is written again. The folder is kept under MAX_BYTES: after a
 run that wrote entries, the least recently used go first. `convert --no-cache`, or the
 environment variable SIGMA_TRANSPILE_NO_CACHE=1, bypasses it.
 
@@ -44,6 +47,7 @@ MAGIC = b"STC1"
 MAX_BYTES = 256 * 1024 * 1024     # the whole folder
 KEEP_FRACTION = 0.75              # pruning stops at this share of MAX_BYTES
 TOUCH_AFTER = 24 * 3600           # a hit older than this is marked used again (mtime)
+PACKS = "packs"                   # the folder of packs (Conversion.prepare)
 MIN_SHARE = 100                   # files a process takes, at least, when a cold run is shared
 # A top-level filter or correlation key: such a set is converted whole, in one process.
 # (A line start as "\n" first, not ^ with re.M: a literal lets the search skip ahead, 4x faster.)
@@ -156,11 +160,29 @@ class Store:
         self.wrote = 0
         self.now = time.time()
 
-    def _path(self, key: str) -> str:
+    def entry_path(self, key: str) -> str:
         return f"{self.root}/{key[:2]}/{key[2:]}"
 
     def get(self, key: str):
-        path = self._path(key)
+        return _loads(self.read(self.entry_path(key)))
+
+    def put(self, key: str, data) -> bool:
+        """Write an entry atomically; False (and nothing written) if `data` is not plain data or
+        the folder cannot be written: the cache never fails a run."""
+        body = _dumps(data)
+        return body is not None and self.write(self.entry_path(key), body)
+
+    def pack(self, name: str) -> dict:
+        """The pack `name`: {key: an entry's marshalled body}, or {} (none, or damaged)."""
+        found = _loads(self.read(f"{self.root}/{PACKS}/{name}"))
+        return found if isinstance(found, dict) else {}
+
+    def put_pack(self, name: str, bodies: dict) -> bool:
+        body = _dumps(bodies)
+        return body is not None and self.write(f"{self.root}/{PACKS}/{name}", body)
+
+    def read(self, path: str) -> bytes | None:
+        """A file's body, if its checksum checks out; marked used again when it is old."""
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except OSError:
@@ -172,27 +194,16 @@ class Store:
             return None
         finally:
             os.close(fd)
-        old = self.now - st.st_mtime > TOUCH_AFTER
         body = raw[len(MAGIC) + 32:]
         if raw[:len(MAGIC)] != MAGIC or raw[len(MAGIC):len(MAGIC) + 32] != hashlib.sha256(body).digest():
             return None
-        try:
-            data = marshal.loads(body)
-        except (ValueError, EOFError, TypeError):
-            return None
-        if old:
+        if self.now - st.st_mtime > TOUCH_AFTER:
             with _quiet():
                 os.utime(path)
-        return data
+        return body
 
-    def put(self, key: str, data) -> bool:
-        """Write an entry atomically; False (and nothing written) if `data` is not plain data or
-        the folder cannot be written: the cache never fails a run."""
-        try:
-            body = marshal.dumps(data)
-        except ValueError:
-            return False
-        path = self._path(key)
+    def write(self, path: str, body: bytes) -> bool:
+        """Write a file atomically (a temporary name renamed into place), its checksum first."""
         with _quiet():
             folder = os.path.dirname(path)
             os.makedirs(folder, exist_ok=True)
@@ -234,6 +245,22 @@ class Store:
             total -= size
             if total <= self.max_bytes * KEEP_FRACTION:
                 break
+
+
+def _dumps(data) -> bytes | None:
+    try:
+        return marshal.dumps(data)
+    except ValueError:             # not plain data
+        return None
+
+
+def _loads(body):
+    if body is None:
+        return None
+    try:
+        return marshal.loads(body)
+    except (ValueError, EOFError, TypeError):
+        return None
 
 
 class _quiet:
@@ -278,6 +305,9 @@ class Conversion:
         self.stored: dict = {}        # path -> entry prepare() read from the folder, for load()
         self.prepared = False         # prepare() wrote entries: the folder may need pruning
         self.hits = 0
+        self.pack = None              # the name of this set of files' pack, when prepare() read it
+        self.packed: dict = {}        # key -> entry body, as read from the pack
+        self.used: dict = {}          # key -> entry body, of every entry this run used or wrote
 
     @classmethod
     def open(cls, target, mapping=None, table=None, placeholders=None, root=None, convert=None, keep=None):
@@ -303,7 +333,13 @@ class Conversion:
         since its rules' outcomes depend on other files (a key missed here: needs_full_rules)."""
         from . import parallel, rule
         todo = []
-        for path in map(str, files):
+        files = [str(f) for f in files]
+        if self.store is not None:
+            # A warm run reads its entries from one file, the pack of the files named (same
+            # paths, same options): not a file per rule.
+            self.pack = hashlib.sha256(self.context + "\0".join(files).encode()).hexdigest()
+            self.packed = self.store.pack(self.pack)
+        for path in files:
             data, _ = rule.read_file(path)
             if data is None:
                 continue                  # load() reports it
@@ -313,18 +349,22 @@ class Conversion:
                 todo.append((path, None, data))
                 continue
             key = self.key(path, data)
-            entry = self.store.get(key)   # read now: load() takes it without reading the file again
+            body = self.packed.get(key) or self.store.read(self.store.entry_path(key))
+            entry = _loads(body)          # read now: load() takes it without reading the file again
             if entry is not None:
                 self.stored[path] = entry
+                self.used[key] = body
             else:
                 todo.append((path, key, data))
         count = parallel.processes(len(todo), MIN_SHARE)
         if count < 2 or self.convert is None:
             return                        # one process: load() and convert_all as ever
         made = parallel.split(todo, lambda item: self._made(*item, placeholders), count)
-        for (path, _, _), entry in zip(todo, made):
+        for (path, key, _), (entry, body) in zip(todo, made):
             if entry is not None:
                 self.ready[path] = entry
+            if body is not None:
+                self.used[key] = body
         self.prepared = self.store is not None
 
     def _made(self, path, key, data, placeholders):
@@ -335,9 +375,10 @@ class Conversion:
         # the run leaves out; an entry without them all is not written.
         entry, whole = self._entry(rules, errors, lambda r: self.convert(r) if r.kind == "rule" and (
             self.keep is None or self.keep(r)) else None)
-        if whole and self.store is not None:
-            self.store.put(key, entry)
-        return entry
+        body = _dumps(entry) if whole and self.store is not None else None
+        if body is not None and not self.store.write(self.store.entry_path(key), body):
+            body = None
+        return entry, body
 
     def key(self, path: str, data: bytes) -> str:
         return hashlib.sha256(self.context + path.encode() + b"\0" + data).hexdigest()
@@ -366,8 +407,12 @@ class Conversion:
 
     def _hit(self, path, key):
         """The file's rules and errors from its stored entry, or None."""
-        entry = self.store.get(key)
-        return None if entry is None else self._usable(path, entry)
+        body = self.store.read(self.store.entry_path(key))
+        entry = _loads(body)
+        if entry is None:
+            return None
+        self.used[key] = body
+        return self._usable(path, entry)
 
     def _usable(self, path, entry):
         """The file's rules and errors from an entry read from the folder, or None."""
@@ -402,9 +447,11 @@ class Conversion:
 
     def save(self, rules, errors, records, convert_one):
         """Write an entry for each file loaded in full. A rule the run did not convert (left out
-        by --level, --status or --tag) is converted now, so that the entry is whole."""
-        if self.store is None or not (self.missed or self.prepared):
+        by --level, --status or --tag) is converted now, so that the entry is whole. Then the
+        pack, if it is not what this run used."""
+        if self.store is None:
             return
+        wrote = self.missed or self.prepared
         done = {(r.path, r.doc): r for r in records if r.rule is not None}
         by_file: dict = {path: ([], []) for path in self.missed}
         for r in rules:
@@ -418,8 +465,13 @@ class Conversion:
         for path, (file_rules, file_errors) in by_file.items():
             entry, _ = self._entry(file_rules, file_errors,
                                    lambda r: done.get((r.path, r.doc)) or convert_one(r))
-            self.store.put(self.missed[path], entry)
-        self.store.prune()
+            key, body = self.missed[path], _dumps(entry)
+            if body is not None and self.store.write(self.store.entry_path(key), body):
+                self.used[key] = body
+        if self.pack is not None and self.used.keys() != self.packed.keys():
+            wrote = self.store.put_pack(self.pack, self.used) or wrote
+        if wrote:
+            self.store.prune()
 
     @staticmethod
     def _entry(file_rules, file_errors, record_of) -> tuple[dict, bool]:
