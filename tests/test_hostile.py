@@ -239,3 +239,49 @@ def test_control_characters_are_escaped_in_check_and_convert(tmp_path):
         assert "\\x1b]0;owned\\x07\\x1b[2J\\x0d\\u202e\\x0aforged: line.yml" in text
         assert "is also the title of" in text
         assert not [line for line in text.splitlines() if line.startswith("forged")]
+
+
+CLOUDTRAIL_GOOD = ("title: good\nlogsource: {product: aws, service: cloudtrail}\n"
+                   "detection: {sel: {eventName: CreateUser}, condition: sel}\n")
+RECORD = '{"Records": [{"eventName": "CreateUser", "eventTime": "2024-01-01T00:00:00Z", "eventID": "e1"}]}'
+NOT_UTF8 = "cannot read: the file name is not UTF-8 text (rename the file)"
+
+
+@pytest.mark.parametrize("args", [
+    ("check", "{rules}"),
+    ("check", "{rules}", "--format", "json"),
+    ("explain", "{rules}"),
+    ("convert", "-t", "athena", "{rules}"),
+    ("convert", "-t", "kql", "--no-cache", "{rules}", "--report", "{out}/report.json"),
+    ("convert", "-t", "kql", "-f", "sentinel", "{rules}", "-o", "{out}"),
+    ("convert", "-t", "pipesearch", "{rules}", "-o", "{out}"),
+    ("catalog", "{rules}", "-o", "{out}"),
+    ("test", "{rules}"),
+    ("match", "{rules}", "--events", "{logs}", "--format", "jsonl"),
+    ("hunt", "{rules}", "--logs", "{logs}", "--format", "jsonl", "-o", "{out}/h.jsonl"),
+    ("hunt", "{rules}", "--logs", "{logs}", "--format", "csv", "--engine", "evaluator", "-o", "{out}/h.csv"),
+    ("hunt", "{rules}", "--logs", "{logs}", "--engine", "duckdb"),
+], ids=lambda args: " ".join(a for a in args if not a.startswith("{")))
+def test_a_file_name_that_is_not_utf8_is_refused_and_the_rest_done(tmp_path, args):
+    """Linux file names are bytes: b"\\xff.yml" reached Python as "\\udcff.yml", which no output
+    can hold: convert (every target, cached or not), catalog and hunt's jsonl and csv died
+    with UnicodeEncodeError (DuckDB's hunt on the log file's name too). Now such a rule or log
+    file is one error naming it (its bytes escaped), and the other files are done."""
+    rules, logs, out = tmp_path / "rules", tmp_path / "logs", tmp_path / "out"
+    for folder in (rules, logs):
+        folder.mkdir()
+    (rules / "good.yml").write_text(CLOUDTRAIL_GOOD)
+    (Path(os.fsdecode(bytes(rules) + b"/\xff.yml"))).write_text(CLOUDTRAIL_GOOD.replace("good", "other"))
+    (logs / "good.json").write_text(RECORD)
+    (Path(os.fsdecode(bytes(logs) + b"/\xfe.json"))).write_text(RECORD.replace("e1", "e2"))
+    done = run_cli(*[a.format(rules=rules, logs=logs, out=out) for a in args], timeout=60)
+    text = (done.stdout + done.stderr).replace("\\\\", "\\")     # JSON writes the backslash twice
+    assert f"{rules}/\\xff.yml: {NOT_UTF8}" in text or (f'"{rules}/\\xff.yml"' in text and NOT_UTF8 in text)
+    if args[0] in ("match", "hunt"):
+        assert f"{logs}/\\xfe.json: {NOT_UTF8}" in text
+    assert done.returncode == 1
+    if "-o" not in args and args[0] in ("match", "hunt"):
+        assert "e1" in done.stdout and "e2" not in done.stdout
+    if "-o" in args and args[0] == "hunt":
+        written = next(out.iterdir()).read_text()
+        assert "e1" in written and "e2" not in written and str(logs / "good.json") in written

@@ -175,14 +175,22 @@ def walk(paths, suffixes: tuple, other: tuple = ()) -> tuple[list[Path], list[tu
     """The files named, and under the folders named every file whose name ends in one of
     `suffixes` (any case), at any depth; sorted, each once; but none whose name ends in one of
     `other` (files of another kind with the same suffix). Symlinked folders are followed,
-    each real folder read once (a loop ends there). Also: (folder, why) for each folder that
-    cannot be read, and the folders named that hold no such file (a mistyped path)."""
+    each real folder read once (a loop ends there). Also: (path, why) for each folder that
+    cannot be read and each file whose name is not UTF-8 (NOT_UTF8), and the folders named
+    that hold no such file (a mistyped path); paths in these as messages show them."""
     found, unreadable, empty, seen = set(), [], [], set()
+
+    def add(path: str):
+        if path.isascii() or _utf8(path):
+            found.add(path)
+        else:
+            unreadable.append((shown_path(path), NOT_UTF8))
+
     # Strings inside (a Path per file costs more than the walk itself); Paths at the end.
     for p in map(Path, paths):
         if not p.is_dir():
             if not p.name.lower().endswith(other):
-                found.add(str(p))    # read as it is: the reader says what is wrong with it
+                add(str(p))          # read as it is: the reader says what is wrong with it
             continue
         hits, trouble, again = 0, len(unreadable), False
         stack = [str(p)]
@@ -197,7 +205,7 @@ def walk(paths, suffixes: tuple, other: tuple = ()) -> tuple[list[Path], list[tu
                 with os.scandir(folder) as entries:
                     entries = sorted(entries, key=lambda e: e.name, reverse=True)
             except OSError as e:
-                unreadable.append((folder, f"cannot read folder: {e.strerror or e}"))
+                unreadable.append((shown_path(folder), f"cannot read folder: {e.strerror or e}"))
                 continue
             # As Path would write it: "./x" is "x" (the same file named as "x" is found once).
             prefix = "" if folder == "." else folder if folder.endswith("/") else folder + "/"
@@ -205,11 +213,29 @@ def walk(paths, suffixes: tuple, other: tuple = ()) -> tuple[list[Path], list[tu
                 if _is_dir(entry):
                     stack.append(prefix + entry.name)
                 elif (name := entry.name.lower()).endswith(suffixes) and not name.endswith(other):
-                    found.add(prefix + entry.name)
+                    add(prefix + entry.name)
                     hits += 1
         if not hits and len(unreadable) == trouble and not again:
-            empty.append(str(p))
+            empty.append(shown_path(p))
     return [Path(f) for f in sorted(found)], unreadable, empty
+
+
+# A name that is not UTF-8 (Linux allows any bytes) reaches Python with surrogates in it: no
+# output (JSON, CSV, a query's comment, a SIEM file) can hold it, so the file is refused.
+NOT_UTF8 = "cannot read: the file name is not UTF-8 text (rename the file)"
+
+
+def _utf8(path: str) -> bool:
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_path(path) -> str:
+    """A path as messages show it: bytes that are not UTF-8 as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _is_dir(entry) -> bool:
