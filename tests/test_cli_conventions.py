@@ -139,3 +139,19 @@ def test_o_with_an_extension_is_one_file(rules, tmp_path, capsys):
     assert len(list((tmp_path / "dir.kql").iterdir())) == 2
     assert run(rules, "-t", "kql", "-o", tmp_path / "folder") == 0
     assert (tmp_path / "folder").is_dir()
+
+
+@pytest.mark.parametrize("command", [
+    ["convert", "-t", "kql", "{rules}", "--report", "{out}/r.json", "--junit", "{out}/j.xml"],
+    ["test", "{rules}", "--report", "{out}/r.json", "--junit", "{out}/j.xml", "--fail-on", "never"],
+    ["hunt", "{rules}", "--logs", "{logs}", "-o", "{out}/h.txt"],
+])
+def test_output_files_in_a_missing_folder_are_written(rules, tmp_path, capsys, command):
+    """A folder that does not exist yet is made, as convert's -o does: hunt -o failed after all
+    its work with the temporary file's name ("No such file or directory")."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.json").write_text('{"Records": [{"eventName": "CreateUser", "eventID": "1"}]}')
+    out = tmp_path / "missing" / "deeper"
+    main([a.format(rules=rules, logs=logs, out=out) for a in command] + ["--no-progress"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(a.rsplit("/", 1)[1] for a in command if "{out}" in a)

@@ -308,6 +308,7 @@ def atomic_output(path, binary: bool = False):
     if problem:
         raise Unwritable(errno.EINVAL, problem, str(path))
     stem = _clip(path.name, 40)       # the temporary name stays short, whatever the name
+    path.parent.mkdir(parents=True, exist_ok=True)     # output_problem() accepts missing folders
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=".tmp")
     try:
         os.fchmod(fd, _mode(path))
