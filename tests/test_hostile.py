@@ -285,3 +285,46 @@ def test_a_file_name_that_is_not_utf8_is_refused_and_the_rest_done(tmp_path, arg
     if "-o" in args and args[0] == "hunt":
         written = next(out.iterdir()).read_text()
         assert "e1" in written and "e2" not in written and str(logs / "good.json") in written
+
+
+@pytest.mark.parametrize("tests_file, sample, message", [
+    ("fifo", None, "a.tests.yml: cannot read: a named pipe (FIFO), not a regular file"),
+    ("broken link", None, "a.tests.yml: cannot read: No such file or directory"),
+    ("names", "fifo", "sample.json: match[0]: cannot read: a named pipe (FIFO), not a regular file"),
+    ("names", "/dev/zero", "/dev/zero: match[0]: cannot read: a character device, not a regular file"),
+])
+def test_rule_tests_read_only_regular_files(tmp_path, tests_file, sample, message):
+    """`test` hung on a tests file or an event file that was a FIFO (read by the EVTX export
+    reader after the event reader refused it), read /dev/zero without end, and took a FIFO
+    tests file for no tests at all. Each is now an error of that rule's tests."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yml").write_text(CLOUDTRAIL_GOOD)
+    tests = rules / "a.tests.yml"
+    if tests_file == "fifo":
+        os.mkfifo(tests)
+    elif tests_file == "broken link":
+        tests.symlink_to(tmp_path / "missing.yml")
+    else:
+        if sample == "fifo":
+            os.mkfifo(rules / "sample.json")
+            sample = "sample.json"
+        tests.write_text(f"match:\n  - {sample}\n")
+    done = run_cli("test", rules, "--targets", "evaluator")
+    assert message in done.stdout + done.stderr
+    assert done.returncode == 1
+    done = run_cli("check", rules, "--require-tests")
+    assert message in done.stdout + done.stderr and done.returncode == 1
+
+
+@pytest.mark.parametrize("mapping", ["fifo", "/dev/zero"])
+def test_a_mapping_file_must_be_a_regular_file(tmp_path, mapping):
+    """`convert -m` read a FIFO mapping file forever (and /dev/zero until memory ran out)."""
+    (tmp_path / "a.yml").write_text(CLOUDTRAIL_GOOD)
+    if mapping == "fifo":
+        os.mkfifo(tmp_path / "map.yaml")
+        mapping = tmp_path / "map.yaml"
+    for target in ("kql", "athena"):
+        done = run_cli("convert", "-t", target, "-m", mapping, tmp_path / "a.yml")
+        assert f"{mapping}: cannot read mapping: cannot read: a " in done.stderr
+        assert done.returncode == 2

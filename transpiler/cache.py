@@ -312,10 +312,12 @@ class Conversion:
     @classmethod
     def open(cls, target, mapping=None, table=None, placeholders=None, root=None, convert=None, keep=None):
         """The cache for converting to `target` with these options (cli.cmd_convert's)."""
+        from . import files
+        from .rule import MAX_FILE_BYTES
         mapping_bytes = b""
         if mapping is not None:
-            with _quiet():
-                mapping_bytes = Path(mapping).read_bytes()
+            with contextlib.suppress(files.Unreadable):     # the backend has said what is wrong with it
+                mapping_bytes = files.read_limited(mapping, MAX_FILE_BYTES)
         context = hashlib.sha256(b"\0".join([
             tool_fingerprint(), target.encode(), repr(mapping).encode(), mapping_bytes,
             repr(table).encode(), repr(placeholders).encode()])).digest()

@@ -26,8 +26,9 @@ import yaml
 from . import backends, correlation, ruletests, testrun
 from .analysis import Corpus, analyze, attack, attack_table, identity
 from .errors import TranspileError
-from .files import write_atomic
+from .files import Unreadable, read_text_limited, write_atomic
 from .resources import resource_dir
+from .rule import MAX_FILE_BYTES
 
 LEVELS = ("critical", "high", "medium", "low", "informational")
 STATUSES = ("stable", "test", "experimental", "deprecated", "unsupported")
@@ -114,8 +115,8 @@ class Site:
         text = self._texts.get(rule.path)
         if text is None:
             try:
-                text = Path(rule.path).read_text(encoding="utf-8-sig")
-            except (OSError, UnicodeDecodeError):
+                text = read_text_limited(rule.path, MAX_FILE_BYTES)
+            except (Unreadable, UnicodeDecodeError):
                 text = ""
             self._texts[rule.path] = text
         if rule.doc == 0 and "\n---" not in text:

@@ -100,6 +100,11 @@ def read_limited(path, limit: int) -> bytes:
             raise Unreadable(f"cannot read: {e.strerror or e}") from None
 
 
+def read_text_limited(path, limit: int) -> str:
+    """read_limited() as UTF-8 text (a byte order mark dropped); UnicodeDecodeError if it is not."""
+    return read_limited(path, limit).decode("utf-8-sig")
+
+
 def read_maybe_gzip(path, limit: int, gz: bool = False) -> bytes:
     """A file's bytes, inflated when it is gzip (`gz`, or the gzip magic number), at most
     `limit` bytes after inflating. A gzip bomb costs the time to inflate `limit` bytes, and

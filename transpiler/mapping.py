@@ -49,10 +49,12 @@ from pathlib import Path
 
 import yaml
 
+from . import files
 from .errors import RuleError, Unsupported
 from .evaluate import text
 from .nodes import And, Match, Not, Op, Or
 from .resources import resource_dir
+from .rule import MAX_FILE_BYTES
 
 TYPES = ("string", "bool", "number", "datetime", "timestamp", "json", "ip")
 UNMAPPED = ("keep", "error", "schema")
@@ -443,8 +445,8 @@ def read_schema(path, check: _Checker | None = None) -> dict:
 @lru_cache(maxsize=None)
 def _read_schema(path: str) -> dict:
     try:
-        data = _safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        data = _safe_load(files.read_text_limited(path, MAX_FILE_BYTES))
+    except (files.Unreadable, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ValueError(str(e).replace("\n", " ")) from None
     columns = data.get("columns") if isinstance(data, dict) else None
     if not isinstance(columns, dict) or not columns:
@@ -467,8 +469,8 @@ def _safe_load(text: str):
 
 def _read_yaml(path):
     try:
-        return _safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        return _safe_load(files.read_text_limited(path, MAX_FILE_BYTES))
+    except (files.Unreadable, UnicodeDecodeError, yaml.YAMLError) as e:
         message = str(e).replace("\n", " ")
         raise RuleError(f"cannot read mapping: {message}", path=path, kind="mapping") from None
 

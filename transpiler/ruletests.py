@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from . import correlation, winevent
+from . import correlation, files, winevent
 from .errors import EventsError, TranspileError
 from .events import read_events
 from .rule import MAX_FILE_BYTES, TESTS_SUFFIXES, _check_size, _too_deep, _yaml_message
@@ -119,11 +119,12 @@ def collect(rules) -> tuple[list[RuleTests], list]:
 
 
 def native_file(rule_path) -> Path | None:
-    """NAME.tests.yml (or .tests.yaml) beside NAME.yml, when there is one."""
+    """NAME.tests.yml (or .tests.yaml) beside NAME.yml, when there is one: anything so named
+    but a folder (a FIFO, a broken link: reading it says what is wrong, not "no tests")."""
     path = Path(rule_path)
     for suffix in TESTS_SUFFIXES:
         candidate = path.with_name(path.stem + suffix)
-        if candidate.is_file():
+        if os.path.lexists(candidate) and not candidate.is_dir():
             return candidate
     return None
 
@@ -145,7 +146,7 @@ def _read_sigmahq(tests: RuleTests):
     rule = tests.rule
     named = rule.meta["regression_tests_path"]
     info = locate(Path(rule.path).parent, named)
-    if info is None or not info.is_file():
+    if info is None or info.is_dir():
         tests.files.append(str(named))
         tests.errors.append(TranspileError(f"{named}: no such file here or in a parent folder", path=rule.label,
                                            where="regression_tests_path", kind="tests"))
@@ -209,11 +210,9 @@ def _read_windows(path: Path) -> list:
 def _load_yaml(path: Path) -> list:
     """Every YAML document of a tests file, read with the rule loader's bounds."""
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise TranspileError(f"cannot read: {e.strerror or e}", path=path, kind="tests") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise TranspileError(f"larger than {MAX_FILE_BYTES // 2**20} MiB", path=path, kind="tests")
+        data = files.read_limited(path, MAX_FILE_BYTES)     # a regular file: a FIFO would hang
+    except files.Unreadable as e:
+        raise TranspileError(str(e), path=path, kind="tests") from None
     try:
         source = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import files
 from .errors import EventsError
 
 MAX_FILE_BYTES = 256 * 2**20       # an .evtx over this is refused, not read into memory
@@ -93,9 +94,10 @@ def read_evtx(path) -> list[dict]:
     import evtx
     path = Path(path)
     try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise EventsError(f"cannot read: {e.strerror or e}", path=path) from None
+        with files.open_regular(path) as (_, size):     # a FIFO would hang the parser, a device never end
+            pass
+    except files.Unreadable as e:
+        raise EventsError(str(e), path=path) from None
     if size > MAX_FILE_BYTES:
         raise EventsError(f"larger than {MAX_FILE_BYTES // 2**20} MiB", path=path)
     out = []
@@ -117,11 +119,11 @@ def read_export(path) -> list[dict]:
     the other (`evtx_dump -o json` concatenates pretty-printed objects)."""
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise EventsError(f"larger than {MAX_FILE_BYTES // 2**20} MiB", path=path)
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise EventsError(f"cannot read: {e.strerror or e}", path=path) from None
+        text = files.read_text_limited(path, MAX_FILE_BYTES)
+    except files.TooLarge:
+        raise EventsError(f"larger than {MAX_FILE_BYTES // 2**20} MiB", path=path) from None
+    except files.Unreadable as e:
+        raise EventsError(str(e), path=path) from None
     except UnicodeDecodeError as e:
         raise EventsError(f"not UTF-8 text (byte {e.start})", path=path) from None
     decoder, pos, out = json.JSONDecoder(), 0, []
