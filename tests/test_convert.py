@@ -2,6 +2,7 @@
 status, filters, determinism and atomic writes."""
 import copy
 import json
+import errno
 import os
 import re
 import signal
@@ -477,9 +478,10 @@ def test_interrupted_run_leaves_no_partial_file(rules, tmp_path, monkeypatch, ca
     real_replace, calls = os.replace, []
 
     def replace(src, dst):
-        calls.append(dst)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
+        if str(tmp_path / "out") in str(dst):      # not the caches' files (grammar, templates)
+            calls.append(dst)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
         real_replace(src, dst)
     monkeypatch.setattr(files.os, "replace", replace)
     assert run(rules, "-t", "athena", "-f", "sql", "-o", tmp_path / "out") == 130
@@ -488,6 +490,29 @@ def test_interrupted_run_leaves_no_partial_file(rules, tmp_path, monkeypatch, ca
     assert left == sorted(Path(c).name for c in calls[:2])
     for name in left:
         assert (tmp_path / "out" / name).read_text().rstrip().endswith(("'", "ORDER BY g1"))   # whole query
+
+
+def test_a_full_disk_writes_no_file(rules, tmp_path, monkeypatch, capsys):
+    """The disk fills up at the third file of a folder: 50 of a hundred rules' files were
+    replaced and the rest kept last run's. Now every file is written beside its place first
+    and renamed only when all are: the folder is as it was, the error names the file."""
+    out = tmp_path / "out"
+    assert run(rules, "-t", "athena", "-f", "sql", "-o", out) in (0, 1)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real, calls = files.tempfile.mkstemp, []
+
+    def mkstemp(*args, **kw):
+        if str(out) in str(kw.get("dir")):      # not the caches' files (grammar, templates)
+            calls.append(1)
+            if len(calls) == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kw)
+    monkeypatch.setattr(files.tempfile, "mkstemp", mkstemp)
+    write_rule(rules, "new_rule", event="NewEvent")
+    capsys.readouterr()
+    assert run(rules, "-t", "athena", "-f", "sql", "-o", out) == 2
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"error: {out}/")
 
 
 def test_interrupted_set_file_is_not_written(rules, tmp_path, monkeypatch):

@@ -318,7 +318,7 @@ def report_junit(records, *, target, fmt, seconds, fail_on) -> bytes:
 
 def write_report(path, data):
     """Write a report file atomically, making its folder if need be."""
-    from .formats import write_atomic
+    from .files import write_atomic
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, data.decode("utf-8") if isinstance(data, bytes) else data)

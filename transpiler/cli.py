@@ -19,7 +19,7 @@ from pathlib import Path
 from . import backends, batch, cache, files, formats
 from .errors import RuleError, TranspileError, printable
 from .events import MAX_EVENT_BYTES, find_event_files
-from .formats import write_atomic  # noqa: F401  (kept importable from here)
+from .files import write_atomic  # noqa: F401  (kept importable from here)
 from .rule import MAX_FILE_BYTES, duplicates, load_paths
 from .resources import resource_dir
 

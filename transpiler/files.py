@@ -328,6 +328,52 @@ def atomic_output(path, binary: bool = False):
         raise
 
 
+def write_all_or_none(items, progress=None) -> None:
+    """Write each (path, text), all or none: each to a temporary file beside it first, then,
+    once every one is written, each renamed into place. When one cannot be written (a full
+    disk) the temporary files are removed and every path keeps what it had. progress(done,
+    total) follows the writing."""
+    items, staged = list(items), []
+    try:
+        for i, (path, text) in enumerate(items, 1):
+            staged.append((_staged(path, text), path))
+            if progress is not None:
+                progress(i, len(items))
+        with _signals_deferred():
+            while staged:
+                tmp, path = staged[0]
+                os.replace(tmp, os.path.realpath(path))
+                staged.pop(0)
+    finally:
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _staged(path, text: str) -> str:
+    """`text` in a new temporary file beside `path` (UTF-8, the mode `path` would get): its name.
+    An error names `path`."""
+    path = Path(os.path.realpath(path))
+    problem = output_problem(path)
+    if problem:
+        raise Unwritable(errno.EINVAL, problem, str(path))
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{_clip(path.name, 40)}.", suffix=".tmp")
+        os.fchmod(fd, _mode(path))
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(e, OSError) and not e.filename:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
+    return tmp
+
+
 def write_atomic(path, text: str):
     """Write `text` to `path` atomically (atomic_output): UTF-8, \\n line ends."""
     with _signals_deferred(), atomic_output(path) as f:

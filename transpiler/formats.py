@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import sentinel
 from .errors import TranspileError, Unsupported, printable
-from .files import fitting_name, write_atomic
+from .files import fitting_name, write_all_or_none
 from .resources import resource_dir
 
 # uuid5 namespace of the ids this tool derives from Sigma rule ids (ARM resource names,
@@ -447,13 +447,11 @@ def rule_file_names(records, extension: str) -> list[str]:
 # --- writing -----------------------------------------------------------------------------------
 
 def write_all(folder: Path, files, progress=None) -> list[Path]:
-    """Write (name, text, ...) files under folder, each atomically; returns the paths."""
+    """Write (name, text, ...) files under folder, all or none (files.write_all_or_none);
+    returns the paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i, (name, text, *_) in enumerate(files, 1):
-        write_atomic(folder / name, text)
-        written.append(folder / name)
-        if progress is not None:
-            progress.update(i, len(files))
+    written = [folder / name for name, *_ in files]
+    write_all_or_none(((path, text) for path, (_, text, *_) in zip(written, files)),
+                      progress.update if progress is not None else None)
     return written
