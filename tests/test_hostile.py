@@ -4,6 +4,7 @@ memory, with no traceback, and the rest of the batch is still converted.
 The bounds are enforced by the operating system (a 1 GiB address-space limit and a 10 s
 timeout on the child process), not by timing assertions."""
 import ctypes
+import errno
 import gzip
 import json
 import os
@@ -328,3 +329,59 @@ def test_a_mapping_file_must_be_a_regular_file(tmp_path, mapping):
         done = run_cli("convert", "-t", target, "-m", mapping, tmp_path / "a.yml")
         assert f"{mapping}: cannot read mapping: cannot read: a " in done.stderr
         assert done.returncode == 2
+
+
+def _full_disk(*args, **kw):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("engine, fmt, where", [
+    ("duckdb", "jsonl", "staging"),          # the logs staged for DuckDB in the scratch folder
+    ("evaluator", "table", "spool"),         # the table's cells waiting in the scratch folder
+    ("duckdb", "jsonl", "output"),           # -o itself
+    ("evaluator", "csv", "output"),
+])
+def test_a_full_disk_names_what_ran_out_of_room(tmp_path, monkeypatch, capsys, engine, fmt, where):
+    """hunt on a full disk said "error: No space left on device", naming neither the scratch
+    folder (--temp-dir) nor the output; the output file is left as it was either way."""
+    from transpiler import duckdb_events, files, hunt
+    from transpiler.cli import main
+    rules, logs, scratch = tmp_path / "rules", tmp_path / "logs", tmp_path / "scratch"
+    for folder in (rules, logs, scratch):
+        folder.mkdir()
+    (rules / "good.yml").write_text(CLOUDTRAIL_GOOD)
+    (logs / "a.json").write_text(RECORD)
+    out = tmp_path / "out.txt"
+    out.write_text("last run\n")
+    if where == "staging":
+        monkeypatch.setattr(duckdb_events, "_write_lines", _full_disk)
+    elif where == "spool":
+        monkeypatch.setattr(hunt, "SPOOL", 0)            # every cell goes to the disk
+        monkeypatch.setattr(hunt.tempfile, "SpooledTemporaryFile", lambda *a, **k: _Full())
+    else:
+        real = files.os.fdopen
+        monkeypatch.setattr(files.os, "fdopen", lambda fd, mode="r", *a, **k:
+                            _Full(real(fd, mode, *a, **k)) if "w" in mode else real(fd, mode, *a, **k))
+    status = main(["hunt", str(rules), "--logs", str(logs), "--engine", engine, "--format", fmt, "-o", str(out),
+                   "--temp-dir", str(scratch), "--no-progress"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    named = {"staging": f"error: {scratch}/", "spool": f"error: {scratch}: ", "output": f"error: {out}: "}[where]
+    assert last.startswith(named) and last.endswith("No space left on device"), last
+    assert status == 2 and out.read_text() == "last run\n"
+
+
+class _Full:
+    """A file that takes no byte: every write fails as on a full disk."""
+
+    def __init__(self, inner=None):
+        self.inner = inner
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.inner is not None:
+            self.inner.close()

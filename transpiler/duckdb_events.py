@@ -40,6 +40,7 @@ from .cloudtrail import JSON, MAP, TEXT
 from .errors import EventsError
 from .evaluate import strings, text
 from .events import MAX_EVENT_BYTES, Event, event_files, parse_events, read_event_bytes, read_events, read_text
+from .files import errors_name
 
 CLOUDTRAIL = cloudtrail.SCHEMA
 GENERIC = (("event", None, JSON), ("fields", None, "MAP(VARCHAR, VARCHAR[])"), ("strings", None, "VARCHAR[]"))
@@ -231,7 +232,8 @@ class Staged:
         self.folder = tempfile.mkdtemp(prefix="batch-", dir=folder)
         try:
             self.wrapped, self.other = Path(self.folder) / "wrapped.jsonl", Path(self.folder) / "other.jsonl"
-            self.slow, self.blank, self.longest = _write_lines(self, files, limit, progress, stop, total)
+            with errors_name(self.folder):
+                self.slow, self.blank, self.longest = _write_lines(self, files, limit, progress, stop, total)
             self.size = self.wrapped.stat().st_size + self.other.stat().st_size   # bytes of JSON for DuckDB
         except BaseException:
             self.cleanup()

@@ -317,9 +317,9 @@ def atomic_output(path, binary: bool = False):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=".tmp")
     try:
         os.fchmod(fd, _mode(path))
-        with (os.fdopen(fd, "wb") if binary else
-              os.fdopen(fd, "w", encoding="utf-8", newline="")) as f:
-            yield f
+        with errors_name(path), (os.fdopen(fd, "wb") if binary else
+                                 os.fdopen(fd, "w", encoding="utf-8", newline="")) as f:
+            yield f       # a write error that names no file is this file's (scratch files name theirs)
         with _signals_deferred():
             os.replace(tmp, path)
     except BaseException:
@@ -359,19 +359,30 @@ def _staged(path, text: str) -> str:
         raise Unwritable(errno.EINVAL, problem, str(path))
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{_clip(path.name, 40)}.", suffix=".tmp")
-        os.fchmod(fd, _mode(path))
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-    except BaseException as e:
+        with errors_name(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{_clip(path.name, 40)}.", suffix=".tmp")
+            os.fchmod(fd, _mode(path))
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+    except BaseException:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        if isinstance(e, OSError) and not e.filename:
-            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
     return tmp
+
+
+@contextlib.contextmanager
+def errors_name(path):
+    """An OSError raised inside that names no file (a write's "No space left on device")
+    names `path`: the message says which file or folder ran out of room."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from None
 
 
 def write_atomic(path, text: str):

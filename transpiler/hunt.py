@@ -33,6 +33,7 @@ from .duckdb_events import scratch_root
 from .engines import time_order
 from .errors import TranspileError, printable
 from .events import MAX_EVENT_BYTES, find_event_files
+from .files import errors_name
 
 try:                    # the C function json.dumps uses for strings (ensure_ascii=False)
     from _json import encode_basestring as _json_string
@@ -415,7 +416,8 @@ def table_lines(rows, columns, width: int | None = None, scratch=None):
                      value if value.__class__ is str and value.isprintable() else printable(value)
                      for value in values] for values in part]
             widths = [max(w, *map(len, column)) for w, column in zip(widths, zip(*part))]
-            cells.write("\n".join(map("\t".join, part)) + "\n")   # printable() escapes tabs and line breaks
+            with errors_name(scratch or tempfile.gettempdir()):    # past SPOOL bytes: a file there
+                cells.write("\n".join(map("\t".join, part)) + "\n")   # printable() escapes tabs and line breaks
         cells.seek(0)
         shown = list(range(len(columns)))
         if width is not None:
