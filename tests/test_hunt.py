@@ -24,7 +24,7 @@ from conftest import corpus_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transpiler import engines, files, hunt
+from transpiler import cloudtrail, engines, files, hunt
 from transpiler.cli import main
 
 duckdb = pytest.importorskip("duckdb")
@@ -318,6 +318,19 @@ LENIENT = re.compile(rb",[ \t\n\r]*[\]}]|[:,\[][ \t\n\r]*-?(?i:nan|inf|infinity)
                                  b"Infinity", b"INF", b"n", b"i", b"x", b"1", b'"']), max_size=12).map(b"".join))
 def test_staging_finds_lenient_json_as_one_expression_does(data):
     assert any(search.search(data) for search in duckdb_events._LENIENT) == bool(LENIENT.search(data))
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from([b",", b":", b"[", b"]", b"}", b"{", b" ", b"\n", b"\r", b"\t", b".", b"\\",
+                                 b'"', b"nan", b"1e400", b"x", b'"type"', b'"resources"', b'"userIdentity"',
+                                 b'"a.b"', b"\xef\xbb\xbf"]), max_size=14).map(b"".join))
+def test_one_screen_finds_what_the_staging_searches_find(data):
+    """_SCREEN stands for the _LENIENT searches on a file's bytes and cloudtrail.suspect() on
+    its line (stripped, line breaks made spaces): where it finds nothing, neither does any."""
+    if duckdb_events._SCREEN.search(data) is None:
+        assert not any(search.search(data) for search in duckdb_events._LENIENT)
+        line = data.strip().replace(b"\r", b" ").replace(b"\n", b" ")
+        assert not cloudtrail.suspect(line) and not cloudtrail.suspect(data)
 
 
 def test_cloudtrail_times_read_fast_are_the_general_readings():

@@ -192,7 +192,7 @@ def _key_then(keys, what: bytes) -> bytes:
 # What a file's bytes hold if a record of it may not fit() (a superset: such files are parsed
 # and their records checked): a key with a dot; a text member's key then [ or {; a struct's
 # key then [; a list inside "resources" before its first ].
-_SUSPECT = re2.compile(b"|".join([
+SUSPECT = re2.compile(b"|".join([
     rb'\.(?:[^"\\]|\\.)*"[ \t\n\r]*:',
     _key_then(_keys(SCHEMA, lambda kind: kind == TEXT), rb"[\[{]"),
     _key_then(_keys(SCHEMA, lambda kind: isinstance(kind, tuple)), rb"\["),
@@ -202,7 +202,7 @@ _SUSPECT = re2.compile(b"|".join([
 
 def suspect(data: bytes) -> bool:
     """Whether a file's JSON may hold a record that does not fit() the table."""
-    return _SUSPECT.search(data) is not None
+    return SUSPECT.search(data) is not None
 
 
 def sigma_fields(spec=SCHEMA, key_prefix="", column_prefix="") -> dict:
