@@ -308,15 +308,8 @@ def atomic_output(path, binary: bool = False):
     An error or KeyboardInterrupt inside the block leaves `path` as it was. A symlink's
     target is replaced, not the link. A path that is not a regular file (a folder, a device
     such as /dev/null) raises Unwritable before anything is written."""
-    path = Path(os.path.realpath(path))
-    problem = output_problem(path)
-    if problem:
-        raise Unwritable(errno.EINVAL, problem, str(path))
-    stem = _clip(path.name, 40)       # the temporary name stays short, whatever the name
-    path.parent.mkdir(parents=True, exist_ok=True)     # output_problem() accepts missing folders
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=".tmp")
+    path, fd, tmp = _beside(path)
     try:
-        os.fchmod(fd, _mode(path))
         with errors_name(path), (os.fdopen(fd, "wb") if binary else
                                  os.fdopen(fd, "w", encoding="utf-8", newline="")) as f:
             yield f       # a write error that names no file is this file's (scratch files name theirs)
@@ -333,44 +326,43 @@ def write_all_or_none(items, progress=None) -> None:
     once every one is written, each renamed into place. When one cannot be written (a full
     disk) the temporary files are removed and every path keeps what it had. progress(done,
     total) follows the writing."""
-    items, staged = list(items), []
+    items, staged, renamed = list(items), [], 0
     try:
         for i, (path, text) in enumerate(items, 1):
-            staged.append((_staged(path, text), path))
+            path, fd, tmp = _beside(path)
+            staged.append((tmp, path))
+            with errors_name(path), os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
             if progress is not None:
                 progress(i, len(items))
         with _signals_deferred():
-            while staged:
-                tmp, path = staged[0]
-                os.replace(tmp, os.path.realpath(path))
-                staged.pop(0)
+            for tmp, path in staged:
+                os.replace(tmp, path)
+                renamed += 1
     finally:
-        for tmp, _ in staged:
+        for tmp, _ in staged[renamed:]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
 
 
-def _staged(path, text: str) -> str:
-    """`text` in a new temporary file beside `path` (UTF-8, the mode `path` would get): its name.
-    An error names `path`."""
+def _beside(path) -> tuple[Path, int, str]:
+    """(the real `path`, the descriptor and name of a new temporary file beside it, with the
+    mode `path` would get), its folder made if missing. Unwritable for a path that is not a
+    regular file; an OSError names `path`."""
     path = Path(os.path.realpath(path))
     problem = output_problem(path)
     if problem:
         raise Unwritable(errno.EINVAL, problem, str(path))
-    tmp = None
-    try:
-        with errors_name(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{_clip(path.name, 40)}.", suffix=".tmp")
+    with errors_name(path):
+        path.parent.mkdir(parents=True, exist_ok=True)     # output_problem() accepts missing folders
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{_clip(path.name, 40)}.", suffix=".tmp")
+        try:
             os.fchmod(fd, _mode(path))
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-    except BaseException:
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        raise
-    return tmp
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+    return path, fd, tmp
 
 
 @contextlib.contextmanager
