@@ -385,3 +385,24 @@ class _Full:
     def __exit__(self, *exc):
         if self.inner is not None:
             self.inner.close()
+
+
+@pytest.mark.parametrize("read", ["read_limited", "read_maybe_gzip"])
+def test_a_file_growing_while_it_is_read_is_read_whole(tmp_path, monkeypatch, read):
+    """A log being appended to (a collector writing while hunt reads): past the size its stat
+    gave, the rest was written over the start (io.BytesIO(data) writes from position 0), so a
+    JSON-lines file lost its first lines and could still parse. Now the rest follows them; past
+    the limit it is too large."""
+    from transpiler import files
+    lines = b"".join(b'{"eventID": "%d"}\n' % i for i in range(1000))
+    path = tmp_path / "growing.jsonl"
+    path.write_bytes(lines)
+    real = os.fstat
+
+    class Stat:                      # the size when the file was opened: a tenth of it
+        def __init__(self, st):
+            self.st_mode, self.st_size = st.st_mode, st.st_size // 10
+    monkeypatch.setattr(files.os, "fstat", lambda fd: Stat(real(fd)))
+    assert getattr(files, read)(path, 10 * len(lines)) == lines
+    with pytest.raises(files.TooLarge):
+        getattr(files, read)(path, len(lines) // 2)

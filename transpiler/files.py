@@ -135,7 +135,8 @@ def _read(f, size: int, limit: int) -> bytes:
     data = f.read(size + 1)          # one read for a file that did not grow meanwhile
     if len(data) <= size:
         return data
-    out = io.BytesIO(data)
+    out = io.BytesIO()
+    out.write(data)                  # (io.BytesIO(data) would write the rest over it, from 0)
     while chunk := f.read(min(_CHUNK, limit + 1 - out.tell())):
         out.write(chunk)
         if out.tell() > limit:
