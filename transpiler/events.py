@@ -38,7 +38,7 @@ def find_event_files(paths) -> tuple[list[Path], list[EventsError]]:
     symlinked folders followed), and an error for each folder that cannot be read or that
     was named but holds no event file."""
     found, unreadable, empty = files.walk(paths, EVENT_SUFFIXES)
-    return found, ([EventsError(why, path=folder) for folder, why in unreadable] +
+    return [Path(f) for f in found], ([EventsError(why, path=folder) for folder, why in unreadable] +
                    [EventsError("no event files (.json, .jsonl, .ndjson, .gz) in this folder or below",
                                 path=folder, kind="empty") for folder in empty])
 

@@ -72,10 +72,10 @@ def _kind(mode) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-@contextlib.contextmanager
-def open_regular(path):
-    """(binary file, size) of a regular file. Anything else is refused from its stat, before
-    it is opened; O_NONBLOCK keeps a FIFO swapped in meanwhile from blocking the open."""
+def _regular(path) -> tuple[int, int]:
+    """(descriptor, size) of a regular file opened for reading. Anything else is refused from
+    its stat, before it is opened; O_NONBLOCK keeps a FIFO swapped in meanwhile from blocking
+    the open."""
     try:
         mode = os.stat(path).st_mode
         if not stat.S_ISREG(mode):
@@ -83,21 +83,43 @@ def open_regular(path):
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         raise Unreadable(f"cannot read: {e.strerror or e}") from None
-    with os.fdopen(fd, "rb", buffering=0) as f:
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise Unreadable(f"cannot read: {_kind(st.st_mode)}, not a regular file")
-        yield f, st.st_size
+        return fd, st.st_size
+    except BaseException as e:
+        os.close(fd)
+        if isinstance(e, OSError):
+            raise Unreadable(f"cannot read: {e.strerror or e}") from None
+        raise
+
+
+@contextlib.contextmanager
+def open_regular(path):
+    """(binary file, size) of a regular file (_regular)."""
+    fd, size = _regular(path)
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        yield f, size
 
 
 def read_limited(path, limit: int) -> bytes:
     """The bytes of a regular file of at most `limit` bytes; TooLarge (from its size, before
-    reading) otherwise."""
-    with open_regular(path) as (f, size):
-        try:
+    reading) otherwise. (A rule file at a time: no file object, one read.)"""
+    fd, size = _regular(path)
+    try:
+        if size > limit:
+            raise _too_large(limit)
+        data = os.read(fd, size + 1)        # one read for a file that did not grow meanwhile
+        if len(data) <= size:
+            return data
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:      # it grew: read on
+            f.seek(0)
             return _read(f, size, limit)
-        except OSError as e:
-            raise Unreadable(f"cannot read: {e.strerror or e}") from None
+    except OSError as e:
+        raise Unreadable(f"cannot read: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
 
 
 def read_text_limited(path, limit: int) -> str:
@@ -177,7 +199,7 @@ def _gunzip(f, limit: int, keep: int) -> bytes | None:
 
 # --- folders -------------------------------------------------------------------------------------
 
-def walk(paths, suffixes: tuple, other: tuple = ()) -> tuple[list[Path], list[tuple[str, str]], list[str]]:
+def walk(paths, suffixes: tuple, other: tuple = ()) -> tuple[list[str], list[tuple[str, str]], list[str]]:
     """The files named, and under the folders named every file whose name ends in one of
     `suffixes` (any case), at any depth; sorted, each once; but none whose name ends in one of
     `other` (files of another kind with the same suffix). Symlinked folders are followed,
@@ -192,7 +214,7 @@ def walk(paths, suffixes: tuple, other: tuple = ()) -> tuple[list[Path], list[tu
         else:
             unreadable.append((shown_path(path), NOT_UTF8))
 
-    # Strings inside (a Path per file costs more than the walk itself); Paths at the end.
+    # Strings, not Paths: a Path per file costs more than the walk itself.
     for p in map(Path, paths):
         if not p.is_dir():
             if not p.name.lower().endswith(other):
@@ -223,7 +245,7 @@ def walk(paths, suffixes: tuple, other: tuple = ()) -> tuple[list[Path], list[tu
                     hits += 1
         if not hits and len(unreadable) == trouble and not again:
             empty.append(shown_path(p))
-    return [Path(f) for f in sorted(found)], unreadable, empty
+    return sorted(found), unreadable, empty
 
 
 # A name that is not UTF-8 (Linux allows any bytes) reaches Python with surrogates in it: no

@@ -14,7 +14,6 @@ import os
 import re
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import files
 from .errors import ConditionError, RuleError, TranspileError
@@ -83,7 +82,7 @@ class Rule:
         return self.path if self.doc == 0 else f"{self.path}#{self.doc}"
 
 
-def find_rule_files(paths) -> tuple[list[Path], list[RuleError]]:
+def find_rule_files(paths) -> tuple[list[str], list[RuleError]]:
     """Every .yml/.yaml file under the given files and folders but rule tests (.tests.yml), as
     files.walk finds them (sorted, each once, symlinked folders followed), and an error for
     each folder that cannot be read or that was named but holds no rule file: a mistyped path
