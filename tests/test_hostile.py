@@ -366,7 +366,8 @@ def test_a_full_disk_names_what_ran_out_of_room(tmp_path, monkeypatch, capsys, e
                    "--temp-dir", str(scratch), "--no-progress"])
     last = capsys.readouterr().err.strip().splitlines()[-1]
     named = {"staging": f"error: {scratch}/", "spool": f"error: {scratch}: ", "output": f"error: {out}: "}[where]
-    assert last.startswith(named) and last.endswith("No space left on device"), last
+    hint = " (hunt stages the logs and spills there: --temp-dir names a folder with more room)"
+    assert last.startswith(named) and last.endswith("No space left on device" + (hint if where != "output" else "")), last
     assert status == 2 and out.read_text() == "last run\n"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import gc
 import json
 import re
@@ -724,6 +725,11 @@ def cmd_hunt(args) -> int:
     except BaseException as e:
         # DuckDB turns an interrupt inside a query into its own error: the signal decides.
         if not (stop.hit or isinstance(e, KeyboardInterrupt)):
+            from .duckdb_events import scratch_root
+            if isinstance(e, OSError) and e.errno == errno.ENOSPC and str(e.filename or "").startswith(
+                    scratch_root(args.temp_dir)):
+                raise TranspileError(f"{e.filename}: {e.strerror} (hunt stages the logs and spills there: "
+                                     "--temp-dir names a folder with more room)", kind="error") from None
             raise
         for bar in bars.values():
             bar.clear()
