@@ -15,6 +15,7 @@ import json
 import os
 import re
 import tempfile
+import time
 import sys
 import threading
 from pathlib import Path
@@ -828,7 +829,15 @@ def test_a_killed_runs_staging_folder_is_removed_by_the_next(rules_dir, logs, tm
     roots = [p for p in ("/dev/shm", tempfile.gettempdir()) if os.access(p, os.W_OK)]
     stale = [tempfile.mkdtemp(prefix=f"sigma-scan-{pid}-", dir=root) for root in roots]
     mine = tempfile.mkdtemp(prefix=f"sigma-scan-{os.getpid()}-")      # a live run's: kept
+    # Killed and not reaped yet (a zombie: kill(pid, 0) still finds it): its folder goes too.
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    for _ in range(1000):               # until it has ended (10 s at most)
+        if Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
+            break
+        time.sleep(0.01)
+    stale.append(tempfile.mkdtemp(prefix=f"sigma-scan-{zombie.pid}-"))
     hunt.run([rules_dir], [logs], "duckdb")
+    zombie.wait()
     assert not any(os.path.exists(s) for s in stale) and os.path.isdir(mine)
     os.rmdir(mine)
 

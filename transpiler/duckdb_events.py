@@ -409,10 +409,21 @@ def remove_stale(root=None):
             if not pid.isdigit() or path.lstat().st_uid != os.getuid() or not path.is_dir():
                 continue
             os.kill(int(pid), 0)
+            if _zombie(pid):     # killed, not yet reaped by its parent: it uses nothing any more
+                shutil.rmtree(path, ignore_errors=True)
         except ProcessLookupError:
             shutil.rmtree(path, ignore_errors=True)
         except OSError:      # PermissionError: the process exists (another user's); gone meanwhile
             continue
+
+
+def _zombie(pid: str) -> bool:
+    """Whether the process has ended and waits to be reaped (Linux's /proc; elsewhere False)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[:1] == [b"Z"]
+    except OSError:
+        return False
 
 
 # Python's JSON reader fails on nesting somewhat under its recursion limit (1000); DuckDB's
