@@ -159,3 +159,17 @@ def test_filters_and_correlations_are_converted_in_one_process(rules, capsys, mo
 ])
 def test_a_set_with_filters_or_correlations_is_known_by_a_top_level_key(text, links):
     assert cache._links(text) is links
+
+
+@pytest.mark.parametrize("options", [["--no-cache"], []])
+def test_a_worker_that_dies_in_a_cold_convert_costs_time_only(rules, capsys, monkeypatch, options):
+    """The files whose entries a dead worker took are loaded here: the same output. (With the
+    pack, prepare() unpacked each result as a pair: a lost one, None, ended the run.)"""
+    one = run(capsys, monkeypatch, 1, "-t", "athena", "--no-cache", rules)
+    if not options:
+        monkeypatch.setenv("XDG_CACHE_HOME", str(rules.parent / "cache3"))
+    caller, real = os.getpid(), cache.Conversion._made
+    monkeypatch.setattr(cache.Conversion, "_made",
+                        lambda self, *a: real(self, *a) if os.getpid() == caller else os._exit(1))
+    assert run(capsys, monkeypatch, 2, "-t", "athena", *options, rules) == one
+    assert children() == []

@@ -362,7 +362,8 @@ class Conversion:
         if count < 2 or self.convert is None:
             return                        # one process: load() and convert_all as ever
         made = parallel.split(todo, lambda item: self._made(*item, placeholders), count)
-        for (path, key, _), (entry, body) in zip(todo, made):
+        for (path, key, _), result in zip(todo, made):
+            entry, body = result or (None, None)      # None: a worker died; load() loads the file
             if entry is not None:
                 self.ready[path] = entry
             if body is not None:
