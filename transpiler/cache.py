@@ -160,17 +160,23 @@ class Store:
         self.wrote = 0
         self.now = time.time()
 
-    def entry_path(self, key: str) -> str:
+    def _path(self, key: str) -> str:
         return f"{self.root}/{key[:2]}/{key[2:]}"
 
     def get(self, key: str):
-        return _loads(self.read(self.entry_path(key)))
+        return _loads(self.body(key))
 
     def put(self, key: str, data) -> bool:
         """Write an entry atomically; False (and nothing written) if `data` is not plain data or
         the folder cannot be written: the cache never fails a run."""
-        body = _dumps(data)
-        return body is not None and self.write(self.entry_path(key), body)
+        return self.put_body(key, _dumps(data))
+
+    def body(self, key: str) -> bytes | None:
+        """An entry as stored (marshalled), if it checks out."""
+        return self.read(self._path(key))
+
+    def put_body(self, key: str, body: bytes | None) -> bool:
+        return body is not None and self.write(self._path(key), body)
 
     def pack(self, name: str) -> dict:
         """The pack `name`: {key: an entry's marshalled body}, or {} (none, or damaged)."""
@@ -351,7 +357,7 @@ class Conversion:
                 todo.append((path, None, data))
                 continue
             key = self.key(path, data)
-            body = self.packed.get(key) or self.store.read(self.store.entry_path(key))
+            body = self.packed.get(key) or self.store.body(key)
             entry = _loads(body)          # read now: load() takes it without reading the file again
             if entry is not None:
                 self.stored[path] = entry
@@ -379,9 +385,7 @@ class Conversion:
         entry, whole = self._entry(rules, errors, lambda r: self.convert(r) if r.kind == "rule" and (
             self.keep is None or self.keep(r)) else None)
         body = _dumps(entry) if whole and self.store is not None else None
-        if body is not None and not self.store.write(self.store.entry_path(key), body):
-            body = None
-        return entry, body
+        return entry, body if body is not None and self.store.put_body(key, body) else None
 
     def key(self, path: str, data: bytes) -> str:
         return hashlib.sha256(self.context + path.encode() + b"\0" + data).hexdigest()
@@ -410,7 +414,7 @@ class Conversion:
 
     def _hit(self, path, key):
         """The file's rules and errors from its stored entry, or None."""
-        body = self.store.read(self.store.entry_path(key))
+        body = self.store.body(key)
         entry = _loads(body)
         if entry is None:
             return None
@@ -469,7 +473,7 @@ class Conversion:
             entry, _ = self._entry(file_rules, file_errors,
                                    lambda r: done.get((r.path, r.doc)) or convert_one(r))
             key, body = self.missed[path], _dumps(entry)
-            if body is not None and self.store.write(self.store.entry_path(key), body):
+            if self.store.put_body(key, body):
                 self.used[key] = body
         if self.pack is not None and self.used.keys() != self.packed.keys():
             wrote = self.store.put_pack(self.pack, self.used) or wrote
