@@ -1,5 +1,6 @@
 """Event files in every shape, compressed or not, and broken ones reported, not fatal."""
 import gzip
+import importlib
 import json
 import os
 import re
@@ -89,8 +90,11 @@ GZIP = {   # name: bytes, and what reading them gives: the bytes gzip.decompress
 }
 
 
+@pytest.mark.parametrize("inflater", ["zlib", "zlib_ng.zlib_ng"])
 @pytest.mark.parametrize("name", sorted(GZIP))
-def test_gzip_as_gzip_reads_it(tmp_path, name):
+def test_gzip_as_gzip_reads_it(tmp_path, monkeypatch, name, inflater):
+    """With zlib-ng (a dependency: faster) and with the standard library's zlib (without it)."""
+    monkeypatch.setattr(files, "ZLIB", importlib.import_module(inflater))
     data, expected = GZIP[name]
     (tmp_path / name).write_bytes(data)
     if isinstance(expected, bytes):

@@ -25,6 +25,11 @@ import tempfile
 import zlib
 from pathlib import Path
 
+try:         # zlib-ng: the same inflate, three times as fast (logs are mostly .json.gz)
+    from zlib_ng import zlib_ng as ZLIB
+except ImportError:       # installed without its dependencies: the standard library's
+    ZLIB = zlib
+
 _CHUNK = 1 << 20          # bytes inflated per step
 _KEEP = 128 << 20         # inflated bytes kept before a file is suspected of being a bomb
 MAX_NAME_BYTES = 150      # longer output names are shortened (NAME_MAX is 255 bytes on most
@@ -141,7 +146,7 @@ def read_maybe_gzip(path, limit: int, gz: bool = False) -> bytes:
             return kept if kept is not None else _gunzip(f, limit, limit)
         except EOFError as e:
             raise Unreadable(f"cannot read: {e}") from None
-        except zlib.error as e:      # "Error -3 while decompressing data: incorrect header check"
+        except (zlib.error, ZLIB.error) as e:      # "Error -3 while decompressing data: incorrect header check"
             raise Unreadable(f"cannot read: not gzip data, or damaged ({str(e).rpartition(': ')[2]})") from None
         except OSError as e:
             raise Unreadable(f"cannot read: {e.strerror or e}") from None
@@ -172,14 +177,14 @@ def _gunzip(f, limit: int, keep: int) -> bytes | None:
     dropped)."""
     f.seek(0)
     out, size = [], 0                # chunks, joined once at the end (no copy for a single one)
-    inflate, data, started = zlib.decompressobj(31), b"", False
+    inflate, data, started = ZLIB.decompressobj(31), b"", False
     while True:
         if not data and not (data := f.read(_CHUNK)):
             break
         if inflate.eof:              # another member may follow, after zero padding (as gzip allows)
             if not (data := data.lstrip(b"\0")):
                 continue
-            inflate = zlib.decompressobj(31)
+            inflate = ZLIB.decompressobj(31)
         started = True
         chunk = inflate.decompress(data, _CHUNK)
         data = inflate.unused_data if inflate.eof else inflate.unconsumed_tail
