@@ -4,6 +4,8 @@ import importlib
 import json
 import os
 import re
+import struct
+import zlib
 
 import pytest
 
@@ -78,6 +80,16 @@ def test_a_lone_surrogate_escape_is_refused(tmp_path, text):
 # --- bounded reading (issue 13) ------------------------------------------------------------------
 
 ONE = gzip.compress(b'{"a": 1}')
+
+
+def _member(flags: int, fields: bytes = b"", header_crc=None) -> bytes:
+    """ONE's member with header flags set (RFC 1952): FHCRC 2, FEXTRA 4, FNAME 8, FCOMMENT 16."""
+    head = ONE[:3] + bytes([flags]) + ONE[4:10] + fields
+    if flags & 2:
+        head += struct.pack("<H", zlib.crc32(head) & 0xFFFF if header_crc is None else header_crc)
+    return head + ONE[10:]
+
+
 GZIP = {   # name: bytes, and what reading them gives: the bytes gzip.decompress gives, or an error
     "empty.json.gz": (b"", b""),
     "members.json.gz": (gzip.compress(b'[{"a"') + gzip.compress(b": 1}]"), b'[{"a": 1}]'),
@@ -87,6 +99,11 @@ GZIP = {   # name: bytes, and what reading them gives: the bytes gzip.decompress
     "damaged.json.gz": (ONE[:-8] + bytes([ONE[-8] ^ 1]) + ONE[-7:], "damaged (incorrect data check)"),
     "truncated.json.gz": (gzip.compress(b"[]" * 999)[:-5], "ends before its end marker"),
     "plain.json.gz": (b"plain text", "not gzip data"),
+    "fields.json.gz": (_member(4 | 8 | 16, struct.pack("<H", 2) + b"xy" + b"trail.json\0" + b"a comment\0"),
+                       b'{"a": 1}'),
+    "header-crc.json.gz": (_member(2), b'{"a": 1}'),
+    "bad-header-crc.json.gz": (_member(2, header_crc=0), "damaged (header crc mismatch)"),
+    "bad-length.json.gz": (ONE[:-4] + struct.pack("<I", 99), "damaged (incorrect length check)"),
 }
 
 
