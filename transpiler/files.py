@@ -146,7 +146,7 @@ def read_maybe_gzip(path, limit: int, gz: bool = False) -> bytes:
             return kept if kept is not None else _gunzip(f, limit, limit)
         except EOFError as e:
             raise Unreadable(f"cannot read: {e}") from None
-        except (zlib.error, ZLIB.error) as e:      # "Error -3 while decompressing data: incorrect header check"
+        except ZLIB.error as e:      # "Error -3 while decompressing data: incorrect header check"
             raise Unreadable(f"cannot read: not gzip data, or damaged ({str(e).rpartition(': ')[2]})") from None
         except OSError as e:
             raise Unreadable(f"cannot read: {e.strerror or e}") from None
